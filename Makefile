@@ -1,0 +1,64 @@
+# Attendant — two commands do all the set-up:  make run  |  make test
+# Everything else here is what those two need, plus a few editor and developer conveniences.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+# A Python 3.10 interpreter (Rasa 3.6 needs it): $PYTHON310, then PATH, then pyenv's versions folder.
+PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10 \
+	$$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do \
+	  c=$$(command -v $$p 2>/dev/null) || continue; \
+	  $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$c; break; }; \
+	done)
+
+.PHONY: help run test venv model lint bench clean
+
+help:
+	@echo "make run    install what is missing, train if the data changed, start Redis (if none), Rasa,"
+	@echo "            the action server and the gateway"
+	@echo "make test   run the test suite (real Vosk, Piper, Rasa and Redis)"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  latency and CPU figures (see bench/)"
+
+$(STAMP): requirements.lock
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "Attendant needs Python 3.10 (Rasa 3.6 does not run on newer Pythons)." >&2; \
+	  echo "Install it, e.g. 'pyenv install 3.10.13' or 'apt-get install python3.10 python3.10-venv'," >&2; \
+	  echo "or point PYTHON310=/path/to/python3.10 at one." >&2; exit 1; fi
+	@echo "Creating $(VENV) with $(PYTHON310)"
+	@[ -x $(PY) ] && $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' || \
+	  { rm -rf $(VENV); $(PYTHON310) -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade "pip==26.3" "setuptools==70.3.0" "wheel==0.45.1"
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip check >/dev/null || $(PY) -m pip check
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+model: venv
+	@$(PY) -m bot.train
+
+run: model
+	@$(PY) -m bot.launch
+
+test: model
+	$(PY) -m pytest
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: model
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) models/attendant*.tar.gz models/fingerprint.json .run voices/cache

