@@ -117,7 +117,7 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dialogue.close()
-        await self.redis.aclose() if hasattr(self.redis, "aclose") else await self.redis.close()
+        await self.redis.close()
         self.asr_pool.shutdown(wait=False, cancel_futures=True)
         self.tts_pool.shutdown(wait=False, cancel_futures=True)
         log.info("loop lag %s", self.lag.summary())

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.frames import FRAME_MS, AudioOut, frame_bytes
@@ -48,12 +48,14 @@ class Pacer:
         rate: int,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_lag_s: float = 0.2,
     ) -> None:
         self._send = send
         self.rate = rate
         """Outbound sample rate, Hertz."""
         self._clock = clock
+        self._sleep = sleep
         self._max_lag_s = max_lag_s
         self._queue: collections.deque[bytes] = collections.deque()
         self._idle = asyncio.Event()
@@ -125,7 +127,7 @@ class Pacer:
             while schedule.due(n) <= self._clock():
                 self._send_one()
                 n += 1
-            await asyncio.sleep(max(0.0, schedule.due(n) - self._clock()))
+            await self._sleep(max(0.0, schedule.due(n) - self._clock()))
 
     def _send_one(self) -> None:
         if self._queue:

@@ -1,0 +1,407 @@
+"""The per-call session's decisions, over real TCP and the real Redis, with fake engines.
+
+The engines here are fakes so that each branch (goodbye, handoff, Rasa failure, no input, keypad, barge-in,
+caller hangup) can be driven exactly; the real Vosk, Piper and Rasa run in ``test_end_to_end.py``.
+The fakes record which thread they ran on: decoding and synthesis must never run on the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+
+from bot.asr import AsrUpdate
+from bot.calls import ACTIVE_KEY, call_key, transcript_key
+from bot.config import REPO_ROOT, GatewayConfig
+from bot.dialogue import DialogueTimeout, Reply
+from bot.prompts import Prompts
+from bot.session import CallSession, SessionDeps
+from bot.tts import PromptCache, Speech
+from bot.vad import EndpointerConfig
+from telephony import audiosocket as wire
+from telephony.server import AudioSocketServer, Connection
+
+TONE = 1000  # amplitude of the fake voice's samples
+
+
+class FakeSynth:
+    """Every sentence becomes 100 ms of constant non-zero samples per word (so audio is measurable)."""
+
+    voice_id = "fake"
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+        self.texts: list[str] = []
+
+    def sentences(self, text: str, rate: int) -> Iterator[bytes]:
+        self.threads.add(threading.current_thread().name)
+        self.texts.append(text)
+        for sentence in text.split(". "):
+            yield TONE.to_bytes(2, "little", signed=True) * (rate // 10) * len(sentence.split())
+
+
+class ScriptedDialogue:
+    """Answers from a script keyed by what the caller said."""
+
+    def __init__(self, script: Mapping[str, Reply | Exception]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def send(self, sender: str, text: str, metadata: Mapping[str, Any] | None = None) -> Reply:
+        self.calls.append((sender, text, dict(metadata or {})))
+        answer = self.script.get(text, Reply(texts=("Sorry, say that again.",)))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class FakeAsrEngine:
+    rate = 16000
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+        self.fed = 0
+        self.closed = False
+
+    def stream(self) -> FakeAsrEngine:
+        self.threads.add(threading.current_thread().name)
+        return self
+
+    def accept(self, pcm: bytes, rate: int) -> AsrUpdate:
+        self.threads.add(threading.current_thread().name)
+        self.fed += len(pcm)
+        return AsrUpdate(final=None, partial="words")
+
+    def flush(self) -> AsrUpdate:
+        self.threads.add(threading.current_thread().name)
+        return AsrUpdate(final="i heard you", partial="", confidence=0.9)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+GREETING = Reply(texts=("Hello, this is Attendant. How can I help you today?",))
+
+
+class Harness:
+    def __init__(self, dialogue: ScriptedDialogue, *, asr: FakeAsrEngine | None = None, **gateway: Any) -> None:
+        self.synth = FakeSynth()
+        self.dialogue = dialogue
+        self.asr = asr
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="worker")
+        self.redis = aioredis.from_url("redis://127.0.0.1:6379/0")
+        self.config = replace(GatewayConfig(), **gateway)
+        self.sessions: dict[str, CallSession] = {}
+        self.server = AudioSocketServer(self._factory, host="127.0.0.1", port=0)
+
+    def _factory(self, call_id: str, out: Connection, *, allow_text: bool) -> CallSession:
+        deps = SessionDeps(
+            speech=Speech(self.synth, PromptCache(None), self.pool),
+            dialogue=self.dialogue,
+            prompts=Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml"),
+            redis=self.redis,
+            asr=self.asr,  # type: ignore[arg-type]
+            asr_executor=self.pool,
+            endpointer=EndpointerConfig(trailing_silence_s=0.3),
+        )
+        self.sessions[call_id] = CallSession(call_id, out, deps, self.config, allow_text=allow_text)
+        return self.sessions[call_id]
+
+
+class Caller:
+    """Asterisk's side of one call, on the real wire format."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, call: uuid.UUID) -> None:
+        self.reader, self.writer, self.call = reader, writer, call
+        self.frames: list[tuple[int, bytes]] = []
+        self.hangup = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def dial(cls, port: int) -> Caller:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        call = uuid.uuid4()
+        writer.write(wire.encode_uuid(call))
+        await writer.drain()
+        return cls(reader, writer, call)
+
+    async def _read(self) -> None:
+        decoder = wire.Decoder()
+        while data := await self.reader.read(65536):
+            for kind, payload in _raw(decoder, data):
+                self.frames.append((kind, payload))
+                if kind == wire.Kind.HANGUP:
+                    self.hangup.set()
+
+    def voiced_frames(self) -> int:
+        return sum(1 for kind, p in self.frames if kind == wire.Kind.SLIN_8K and any(p))
+
+    async def wait_voiced(self, at_least: int, timeout: float = 5.0) -> None:
+        async def until() -> None:
+            while self.voiced_frames() < at_least:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(until(), timeout)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        self.writer.close()
+        self.task.cancel()
+
+
+def _raw(decoder: wire.Decoder, data: bytes) -> Iterator[tuple[int, bytes]]:
+    for message in decoder.feed(data):
+        if isinstance(message, wire.Hangup):
+            yield wire.Kind.HANGUP, b""
+        elif isinstance(message, wire.PeerError):
+            yield wire.Kind.ERROR, b""
+        elif hasattr(message, "pcm"):
+            yield wire.Kind.SLIN_8K if message.rate == 8000 else wire.Kind.SLIN_16K, message.pcm
+
+
+@pytest.fixture
+def sync_redis() -> Iterator[redis_sync.Redis]:
+    client = redis_sync.Redis(host="127.0.0.1", port=6379, db=0, decode_responses=True)
+    yield client
+    client.close()
+
+
+async def start(h: Harness) -> None:
+    await h.server.start()
+
+
+async def stop(h: Harness) -> None:
+    await h.server.close()
+    await h.redis.close()
+    h.pool.shutdown(wait=True)
+
+
+async def wait_ended(h: Harness, sync_redis: redis_sync.Redis, call: uuid.UUID, timeout: float = 5.0) -> dict[str, str]:
+    async def until() -> dict[str, str]:
+        while True:
+            data = sync_redis.hgetall(call_key(str(call)))
+            if data.get("outcome") and not sync_redis.sismember(ACTIVE_KEY, str(call)):
+                return data
+            await asyncio.sleep(0.02)
+
+    return await asyncio.wait_for(until(), timeout)
+
+
+async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sync.Redis) -> None:
+    bye = Reply(texts=("Thank you for calling. Goodbye.",), end_call=True)
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "bye": bye}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(50)  # the whole greeting plays (10 words; the caller waits politely)
+        assert sync_redis.sismember(ACTIVE_KEY, str(caller.call))
+        await caller.send(wire.encode_text("bye"))
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert record["outcome"] == "completed" and record["reason"] == "goodbye"
+        assert record["turns"] == "1"
+        # The goodbye was spoken in full before the hangup frame.
+        assert caller.frames[-1] == (wire.Kind.HANGUP, b"")
+        words = len("Hello, this is Attendant. How can I help you today?".split()) + len(bye.texts[0].split())
+        assert caller.voiced_frames() == words * 5  # 100 ms a word = 5 frames
+        lines = sync_redis.xrange(transcript_key(str(caller.call)))
+        assert [(f["who"], f["text"]) for _, f in lines] == [
+            ("bot", GREETING.texts[0]), ("caller", "bye"), ("bot", bye.texts[0]),
+        ]  # fmt: skip
+        sender, text, meta = h.dialogue.calls[0]
+        assert (sender, text) == (str(caller.call), "/session_start")
+        assert meta["call_id"] == str(caller.call) and meta["asr_available"] is False
+        assert h.dialogue.calls[1][2]["input"] == "inject"
+        # Synthesis ran in worker threads, never on the loop's thread.
+        assert h.synth.threads and all(name.startswith("worker") for name in h.synth.threads)
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> None:
+    handoff = Reply(
+        texts=("Let me get you a colleague.",),
+        handoff={"reason": "requested", "skill": "billing", "context": {"intent": "request_agent"}},
+    )
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "a real person please": handoff}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(5)
+        await caller.send(wire.encode_text("a real person please"))
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"], record["skill"]) == ("handoff", "requested", "billing")
+        assert json.loads(record["context"])["context"] == {"intent": "request_agent"}
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_rasa_failure_ends_with_a_person_not_silence(sync_redis: redis_sync.Redis) -> None:
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "hello": DialogueTimeout("slow")}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(5)
+        before = caller.voiced_frames()
+        await caller.send(wire.encode_text("hello"))
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"]) == ("handoff", "technical")
+        # The caller heard the "putting you through" prompt before the line was handed back.
+        technical = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")["technical"]
+        assert technical in h.synth.texts
+        assert caller.voiced_frames() > before
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_unreachable_rasa_at_greeting_goes_to_a_person(sync_redis: redis_sync.Redis) -> None:
+    from bot.dialogue import RasaClient
+
+    h = Harness(ScriptedDialogue({}))
+    h.dialogue = RasaClient("http://127.0.0.1:9", "t", 1.0)  # type: ignore[assignment]  # nothing listens there
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"]) == ("handoff", "technical")
+        assert caller.voiced_frames() > 0
+        await caller.close()
+    finally:
+        await h.dialogue.close()  # type: ignore[attr-defined]
+        await stop(h)
+
+
+async def test_caller_hangup_frees_the_session(sync_redis: redis_sync.Redis) -> None:
+    asr = FakeAsrEngine()
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}), asr=asr)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await caller.send(wire.encode_hangup())
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"]) == ("abandoned", "caller-hangup")
+        assert h.server.active == 0
+        assert asr.closed
+        session = h.sessions[str(caller.call)]
+        assert session.pacer.frames_sent > 0
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_no_input_reprompts_then_says_goodbye(sync_redis: redis_sync.Redis) -> None:
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}), no_input_s=1.0, no_input_retries=1)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await asyncio.wait_for(caller.hangup.wait(), 15)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"]) == ("completed", "no-input")
+        prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
+        assert h.synth.texts.count(prompts["no_input"]) == 1
+        assert h.synth.texts[-1] == prompts["no_input_goodbye"]
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_keypad_menu_key_and_typed_digits(sync_redis: redis_sync.Redis) -> None:
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await caller.send(wire.encode_dtmf("1"))
+        await asyncio.sleep(2.0)  # a lone key, then quiet: a menu choice
+        for key in "4321#":
+            await caller.send(wire.encode_dtmf(key))
+        await asyncio.sleep(0.5)
+        texts = [text for _, text, _ in h.dialogue.calls]
+        assert texts == ["/session_start", "/ask_balance", "4321"]
+        assert h.dialogue.calls[2][2]["input"] == "dtmf"
+        # Typed digits are never written to the transcript.
+        lines = [f["text"] for _, f in sync_redis.xrange(transcript_key(str(caller.call)))]
+        assert "4321" not in lines and "[keypad]" in lines
+        await caller.send(wire.encode_hangup())
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(sync_redis: redis_sync.Redis) -> None:
+    long_greeting = Reply(texts=(" ".join(["word"] * 60) + ".",))  # six seconds of bot speech
+    asr = FakeAsrEngine()
+    h = Harness(ScriptedDialogue({"/session_start": long_greeting}), asr=asr)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(5)
+        # The caller talks over the bot: loud noise frames, then nothing at all (a Local channel).
+        import numpy as np
+
+        rng = np.random.default_rng(1)
+        for _ in range(25):
+            noise = (rng.normal(0, 6000, 160)).astype(np.int16).tobytes()
+            await caller.send(wire.encode_audio(noise, 8000))
+            await asyncio.sleep(0.02)
+        session = h.sessions[str(caller.call)]
+        await asyncio.sleep(1.0)  # no frames: the clock must end the utterance
+        assert session.barge_ins == 1
+        assert not session.pacer.speaking  # the six-second greeting was cut short
+        assert asr.fed > 0 and asr.threads and all(n.startswith("worker") for n in asr.threads)
+        texts = [text for _, text, _ in h.dialogue.calls]
+        assert texts == ["/session_start", "i heard you"]
+        assert h.dialogue.calls[1][2]["asr_confidence"] == 0.9
+        await caller.send(wire.encode_hangup())
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_text_injection_refused_when_not_allowed(sync_redis: redis_sync.Redis) -> None:
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}))
+    h.server = AudioSocketServer(h._factory, host="127.0.0.1", port=0, text_injection="off")
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await caller.send(wire.encode_text("what is my balance"))
+        await asyncio.sleep(0.5)
+        assert [text for _, text, _ in h.dialogue.calls] == ["/session_start"]
+        await caller.send(wire.encode_hangup())
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+def test_prompts_file_errors_name_file_and_line(tmp_path: Path) -> None:
+    from bot.prompts import PromptsError
+
+    bad = tmp_path / "prompts.yml"
+    bad.write_text("prompts:\n  technical: 'ok'\n  handoff: [unclosed\n", encoding="utf-8")
+    with pytest.raises(PromptsError, match=r"prompts.yml:\d+: not valid YAML"):
+        Prompts.load(bad)
+    bad.write_text("prompts:\n  technical: 'ok'\n", encoding="utf-8")
+    with pytest.raises(PromptsError, match="missing or empty: handoff"):
+        Prompts.load(bad)
