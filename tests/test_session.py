@@ -95,7 +95,9 @@ GREETING = Reply(texts=("Hello, this is Attendant. How can I help you today?",))
 
 
 class Harness:
-    def __init__(self, dialogue: ScriptedDialogue, *, asr: FakeAsrEngine | None = None, **gateway: Any) -> None:
+    def __init__(
+        self, dialogue: ScriptedDialogue, *, asr: FakeAsrEngine | None = None, **gateway: Any
+    ) -> None:
         self.synth = FakeSynth()
         self.dialogue = dialogue
         self.asr = asr
@@ -190,7 +192,9 @@ async def stop(h: Harness) -> None:
     h.pool.shutdown(wait=True)
 
 
-async def wait_ended(h: Harness, sync_redis: redis_sync.Redis, call: uuid.UUID, timeout: float = 5.0) -> dict[str, str]:
+async def wait_ended(
+    h: Harness, sync_redis: redis_sync.Redis, call: uuid.UUID, timeout: float = 5.0
+) -> dict[str, str]:
     async def until() -> dict[str, str]:
         while True:
             data = sync_redis.hgetall(call_key(str(call)))
@@ -349,7 +353,9 @@ async def test_keypad_menu_key_and_typed_digits(sync_redis: redis_sync.Redis) ->
         await stop(h)
 
 
-async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(sync_redis: redis_sync.Redis) -> None:
+async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(
+    sync_redis: redis_sync.Redis,
+) -> None:
     long_greeting = Reply(texts=(" ".join(["word"] * 60) + ".",))  # six seconds of bot speech
     asr = FakeAsrEngine()
     h = Harness(ScriptedDialogue({"/session_start": long_greeting}), asr=asr)
