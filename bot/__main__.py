@@ -17,6 +17,7 @@ import aiohttp
 from bot.config import Config, ConfigError
 from bot.gateway import Gateway
 from bot.prompts import PromptsError
+from telephony.agi import start_agi_server
 
 log = logging.getLogger("bot")
 
@@ -44,13 +45,7 @@ async def serve(config: Config, rasa_wait_s: float) -> None:
     gateway = Gateway(config)
     if rasa_wait_s > 0 and not await wait_for_rasa(config.rasa.url, config.rasa.token, rasa_wait_s):
         log.warning("Rasa at %s is not ready; calls will be handed to a person until it is", config.rasa.url)
-    agi_server = None
-    try:
-        from telephony.agi import start_agi_server
-
-        agi_server = await start_agi_server(config.agi, gateway.redis)
-    except ImportError:
-        log.info("FastAGI call control not available")
+    agi_server = await start_agi_server(config.agi, gateway.redis)
     await gateway.start()
     print(
         f"attendant gateway: audiosocket {config.gateway.host}:{gateway.server.port}  "

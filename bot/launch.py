@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -54,7 +57,19 @@ def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
         )
     data = RUN_DIR / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    args = [binary, "--bind", host, "--port", str(port), "--dir", str(data), "--save", "", "--appendonly", "no"]
+    args = [
+        binary,
+        "--bind",
+        host,
+        "--port",
+        str(port),
+        "--dir",
+        str(data),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
     proc = subprocess.Popen(args, stdout=(RUN_DIR / "redis.log").open("ab"), stderr=subprocess.STDOUT)
     for _ in range(50):
         if redis_alive(url):
@@ -84,6 +99,47 @@ def ensure_vosk_model() -> Path | None:
         return None
     say(f"speech recognition: model {path}")
     return path
+
+
+GATEWAY_READY = "attendant gateway:"
+
+
+def spawn_gateway(
+    env: dict[str, str], *, stderr: Any = None, timeout_s: float = 120.0, rasa_wait_s: float = 30.0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m bot`` with ``env`` and wait for its ready line (which names its ports).
+
+    Raises ``RuntimeError`` if it exits or stays silent past ``timeout_s``.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--rasa-wait", str(rasa_wait_s)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in iter(stdout.readline, ""):
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        if line.startswith(GATEWAY_READY):
+            return proc, line.strip()
+    proc.kill()
+    raise RuntimeError(f"the gateway did not start (exit status {proc.poll()})")
 
 
 def rasa_token() -> str:
@@ -141,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         say("starting the action server and Rasa (loading the model takes a while)...")
         stack.start()
         stack.wait_ready(timeout=args.rasa_timeout)
-        say(f"Rasa ready on 127.0.0.1:{args.rasa_port} in {time.monotonic() - t0:.0f} s (actions on :{args.action_port})")
+        say(
+            f"Rasa ready on 127.0.0.1:{args.rasa_port} in {time.monotonic() - t0:.0f} s "
+            f"(actions on :{args.action_port})"
+        )
         env = dict(os.environ)
         env.update(
             RASA_URL=f"http://127.0.0.1:{args.rasa_port}",
@@ -149,19 +208,12 @@ def main(argv: list[str] | None = None) -> int:
             REDIS_URL=redis_url,
             VOSK_MODEL=str(vosk_model) if vosk_model else "",
         )
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "bot", "--rasa-wait", "30"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert gateway.stdout is not None
-        line = gateway.stdout.readline()
-        if not line.startswith("attendant gateway:"):
-            say("the gateway did not start; see the messages above")
+        try:
+            gateway, ready = spawn_gateway(env)
+        except RuntimeError as exc:
+            say(f"{exc}; see the messages above")
             return 1
-        say(line.strip())
+        say(ready)
         say("try a call:  .venv/bin/python -m telephony.simulate --text 'what is my balance' --out bot.wav")
         say("stop with Ctrl-C")
         while not stopping:
@@ -169,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"the gateway exited with {gateway.returncode}; stopping")
                 status = 1
                 break
-            if not stack.alive():
+            if not stack.running():
                 say("Rasa or the action server exited; stopping (see .run/*.log)")
                 status = 1
                 break

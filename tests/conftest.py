@@ -7,8 +7,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +83,8 @@ class GatewayProcess:
 
 
 def start_gateway(rasa: Rasa, redis_url: str, log: Path, **env: str) -> GatewayProcess:
+    from bot.launch import spawn_gateway
+
     port, agi_port = free_port(), free_port()
     full_env = dict(os.environ)
     full_env.update(
@@ -97,24 +97,10 @@ def start_gateway(rasa: Rasa, redis_url: str, log: Path, **env: str) -> GatewayP
         PYTHONUNBUFFERED="1",
     )
     full_env.update(env)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--rasa-wait", "60"],
-        cwd=REPO,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("attendant gateway:") or proc.poll() is not None:
-            break
-    if not line.startswith("attendant gateway:"):
-        proc.kill()
-        pytest.fail(f"gateway did not start:\n{log.read_text()[-3000:]}")
+    try:
+        proc, _ = spawn_gateway(full_env, stderr=log.open("w"), rasa_wait_s=60)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}:\n{log.read_text()[-3000:]}")
     return GatewayProcess(port, agi_port, proc, log)
 
 
@@ -128,7 +114,9 @@ def stop_gateway(gw: GatewayProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway_asr(rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway_asr(
+    rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """The gateway with real speech recognition (the Korean model: the only one the build machines get)."""
     gw = start_gateway(
         rasa, redis_url, tmp_path_factory.mktemp("gw") / "gateway.log", VOSK_MODEL=str(korean_vosk_model())
@@ -138,7 +126,9 @@ def gateway_asr(rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture(scope="module")
-def gateway_text(rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway_text(
+    rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """The gateway with speech recognition off (no model): keypad and injected text."""
     gw = start_gateway(rasa, redis_url, tmp_path_factory.mktemp("gw") / "gateway.log", VOSK_MODEL="")
     yield gw
