@@ -1,0 +1,360 @@
+"""FastAGI call control: the dialplan asks, after the bot, how the call ended, and routes the caller on it.
+
+Asterisk connects to ``agi://host:4573/<route>``, sends ``agi_*: value`` header lines ending with a
+blank line, then one command per line from us, each answered ``200 result=N [data]``. panoramisk 1.4
+provides the route table (:class:`panoramisk.fast_agi.Application`) and the command/response exchange
+(``Request.send_command``), but its connection handler reads the header with
+``while b'\\n\\n' not in buffer: buffer += await read()``: a peer that sends half a header and then EOF
+makes that loop spin forever on empty reads, on the event loop, freezing every call. So the listener here
+is guarded: this module reads the header itself, within a time limit (``AgiConfig.header_timeout_s``) and a
+size limit (``AgiConfig.max_header_bytes``), drops a peer that breaks either with a log line, and only then
+hands a parsed request to the panoramisk route. (Its handler also logs every header, caller numbers
+included, at debug level; this one logs none.)
+
+Routes
+------
+``register`` — ``AGI(agi://127.0.0.1:4573/register,${ATTENDANT_UUID})`` before ``AudioSocket()``. Stores
+who is calling in ``attendant:call:<uuid>`` (``caller_number`` from ``agi_callerid``, digits and a leading
+``+`` only; ``channel``; ``language``), which the bot reads when the call arrives: AudioSocket itself
+carries only the UUID. Sets ``ATTENDANT_REGISTERED`` to ``yes`` or ``no``; either way the dialplan goes on
+to the bot (an unregistered caller is simply unknown, and is verified or handed to a person).
+
+``outcome`` — ``AGI(agi://127.0.0.1:4573/outcome,${ATTENDANT_UUID})``. Reads the Redis hash
+``attendant:call:<uuid>`` the bot wrote (fields ``outcome``, ``reason``, ``skill``) and sets, in this order,
+``ATTENDANT_REASON``, ``ATTENDANT_SKILL`` and last ``ATTENDANT_RESULT``, so a session cut short leaves
+``ATTENDANT_RESULT`` unset, which the dialplan treats as a failure (the caller is queued).
+
+Failure tree (every branch ends with the caller reaching a person)::
+
+    hash missing / call id unusable   -> ATTENDANT_RESULT=none   (dialplan queues the caller)
+    outcome not a known value         -> ATTENDANT_RESULT=none
+    Redis down or slow                -> ATTENDANT_RESULT=none, ATTENDANT_REASON=technical
+    AGI server down / session cut     -> ATTENDANT_RESULT unset (dialplan treats it as none)
+
+Every value set on the channel matches ``[a-z0-9_-]{1,32}``: text that may come from a caller never reaches
+the dialplan unfiltered. Anything else is replaced by a fixed default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import AgiConfig
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = frozenset({"completed", "handoff", "abandoned", "failed"})
+"""Values of ``ATTENDANT_RESULT`` besides ``none``."""
+NO_RESULT = "none"
+"""``ATTENDANT_RESULT`` when there is no usable outcome: the dialplan queues the caller."""
+DEFAULT_SKILL = "general"
+DEFAULT_REASON = "none"
+SAFE_VALUE = re.compile(r"[a-z0-9_-]{1,32}")
+"""The only values that reach a channel variable."""
+SESSION_TIMEOUT_S = 30.0
+"""A FastAGI session (after the header) that takes longer is cut; the dialplan then queues the caller."""
+REDIS_TIMEOUT_S = 2.0
+"""Longest wait for the call's hash; a slower Redis counts as down."""
+
+Route = Callable[[Any], Awaitable[None]]
+"""A FastAGI route: ``async def route(request: panoramisk.fast_agi.Request) -> None``."""
+
+
+class HeaderError(Exception):
+    """The peer did not send a complete, well-formed ``agi_*`` header within the limits."""
+
+
+class AgiCommandError(Exception):
+    """A command was not answered ``200``: the channel hung up or Asterisk refused it."""
+
+
+def call_key(call_id: uuid.UUID) -> str:
+    """Redis hash holding a call's outcome (written by the bot)."""
+    return f"attendant:call:{call_id}"
+
+
+CALL_RETENTION_S = 86400
+"""How long a call's hash lives (the bot uses the same)."""
+
+
+def caller_number(raw: str) -> str:
+    """A caller id reduced to ``+`` and digits (at most 20), or ``""`` for unknown / withheld."""
+    kept = "".join(ch for ch in raw.strip() if ch.isdigit() or ch == "+")
+    if kept.count("+") > 1 or (kept and "+" in kept[1:]):
+        kept = kept.replace("+", "")
+    digits = kept.lstrip("+")
+    return kept if 3 <= len(digits) <= 20 else ""
+
+
+def safe_value(raw: object, default: str) -> str:
+    """``raw`` lower-cased if it matches ``[a-z0-9_-]{1,32}``, else ``default``."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        return default
+    value = raw.strip().lower()
+    return value if SAFE_VALUE.fullmatch(value) else default
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What the dialplan is told about a call; every field already matches :data:`SAFE_VALUE`."""
+
+    result: str
+    """One of :data:`OUTCOMES` or ``none``."""
+    reason: str = DEFAULT_REASON
+    skill: str = DEFAULT_SKILL
+
+    def variables(self) -> list[tuple[str, str]]:
+        """Channel variables in the order they are set (``ATTENDANT_RESULT`` last)."""
+        return [
+            ("ATTENDANT_REASON", self.reason),
+            ("ATTENDANT_SKILL", self.skill),
+            ("ATTENDANT_RESULT", self.result),
+        ]
+
+
+def outcome_from_hash(fields: Mapping[Any, Any]) -> CallOutcome:
+    """Turn the call's Redis hash (bytes or str keys and values) into a filtered :class:`CallOutcome`."""
+    if not fields:
+        return CallOutcome(NO_RESULT, "no-result")
+    decoded = {
+        (k.decode("utf-8", errors="replace") if isinstance(k, bytes) else str(k)): v
+        for k, v in fields.items()
+    }
+    result = safe_value(decoded.get("outcome"), NO_RESULT)
+    if result not in OUTCOMES:
+        result = NO_RESULT
+    return CallOutcome(
+        result=result,
+        reason=safe_value(decoded.get("reason"), DEFAULT_REASON if result != NO_RESULT else "no-result"),
+        skill=safe_value(decoded.get("skill"), DEFAULT_SKILL),
+    )
+
+
+def parse_header(raw: bytes) -> dict[str, str]:
+    """``agi_key: value`` lines to a dict; lines without ``: `` are skipped."""
+    text = raw.decode("utf-8", errors="replace")
+    headers: dict[str, str] = {}
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if ": " not in line:
+            continue
+        key, value = line.split(": ", 1)
+        headers[key.strip()] = value
+    return headers
+
+
+async def read_header(reader: asyncio.StreamReader, *, timeout_s: float, max_bytes: int) -> dict[str, str]:
+    """Read the ``agi_*`` header up to its blank line within ``timeout_s`` and about ``max_bytes``.
+
+    The reader must have been created with ``limit=max_bytes`` (``asyncio.start_server(..., limit=...)``) so
+    the size check happens while reading, not after an unbounded buffer filled up.
+    Raises :class:`HeaderError`.
+    """
+    try:
+        raw = await asyncio.wait_for(reader.readuntil(b"\n\n"), timeout=timeout_s)
+    except asyncio.TimeoutError as exc:
+        raise HeaderError(f"header not complete within {timeout_s:g} s") from exc
+    except asyncio.IncompleteReadError as exc:
+        raise HeaderError(f"connection closed after {len(exc.partial)} bytes of header") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise HeaderError(f"header larger than {max_bytes} bytes") from exc
+    if len(raw) > max_bytes:
+        raise HeaderError(f"header larger than {max_bytes} bytes")
+    headers = parse_header(raw[:-2])
+    if "agi_network_script" not in headers and "agi_request" not in headers:
+        raise HeaderError("not an AGI header (no agi_network_script or agi_request)")
+    return headers
+
+
+def route_name(headers: Mapping[str, str]) -> str:
+    """The route asked for: ``agi_network_script`` without any ``?query``, without slashes around it."""
+    script = headers.get("agi_network_script", "")
+    return script.split("?", 1)[0].strip("/")
+
+
+def call_id_from(headers: Mapping[str, str]) -> uuid.UUID | None:
+    """The call UUID: AGI argument 1 (``agi_arg_1``), else ``uuid=`` in the script's query string."""
+    candidates = [headers.get("agi_arg_1", "")]
+    script = headers.get("agi_network_script", "")
+    if "?" in script:
+        for part in script.split("?", 1)[1].split("&"):
+            key, _, value = part.partition("=")
+            if key == "uuid":
+                candidates.append(value)
+    for raw in candidates:
+        try:
+            return uuid.UUID(raw.strip())
+        except ValueError:
+            continue
+    return None
+
+
+async def set_variable(request: Any, name: str, value: str) -> None:
+    """``SET VARIABLE name "value"`` via panoramisk; raises :class:`AgiCommandError` unless answered 200."""
+    if not SAFE_VALUE.fullmatch(value) or not re.fullmatch(r"[A-Z_]{1,64}", name):
+        raise ValueError("refusing to send an unfiltered value to the dialplan")
+    try:
+        reply = await request.send_command(f'SET VARIABLE {name} "{value}"')
+    except (ValueError, ConnectionError, asyncio.IncompleteReadError) as exc:
+        # panoramisk parses an empty read (connection closed) as int('') -> ValueError.
+        raise AgiCommandError("connection closed") from exc
+    if not isinstance(reply, dict) or reply.get("status_code") != 200 or "error" in reply:
+        error = reply.get("error", reply.get("status_code")) if isinstance(reply, dict) else reply
+        raise AgiCommandError(f"SET VARIABLE refused: {error}")
+
+
+class AgiServer:
+    """The guarded FastAGI listener and its routes. Create and :meth:`start` it inside the running loop."""
+
+    def __init__(
+        self, config: AgiConfig, redis: Any, *, session_timeout_s: float = SESSION_TIMEOUT_S
+    ) -> None:
+        self._config = config
+        self._redis = redis
+        self._session_timeout_s = session_timeout_s
+        self._app: Any = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> asyncio.AbstractServer:
+        """Build the panoramisk Application (in this loop), register the routes, listen."""
+        from panoramisk.fast_agi import Application
+
+        self._app = Application(loop=asyncio.get_running_loop())
+        self.add_route("outcome", self.outcome)
+        self.add_route("register", self.register)
+        server = await asyncio.start_server(
+            self.handle, self._config.host, self._config.port, limit=self._config.max_header_bytes
+        )
+        where = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
+        log.info("FastAGI listening on %s", where)
+        return server
+
+    def add_route(self, path: str, endpoint: Route) -> None:
+        """Register a route; only ``async def`` is accepted (panoramisk would wrap others with the
+        ``asyncio.coroutine`` Python 3.11 removed)."""
+        if not asyncio.iscoroutinefunction(endpoint):
+            raise TypeError(f"FastAGI route {path!r} must be an async def")
+        self._app.add_route(path, endpoint)
+
+    def _route(self, name: str) -> Route | None:
+        # panoramisk 1.4 (its only release) keeps routes in Application._route; there is no public lookup.
+        routes: Mapping[str, Route] = self._app._route
+        return routes.get(name)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Connection handler replacing ``Application.handler``: header under limits, then the route."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            try:
+                headers = await read_header(
+                    reader, timeout_s=self._config.header_timeout_s, max_bytes=self._config.max_header_bytes
+                )
+            except HeaderError as exc:
+                log.warning("FastAGI peer %s dropped: %s", peer, exc)
+                return
+            name = route_name(headers)
+            route = self._route(name)
+            if route is None:
+                log.warning("FastAGI peer %s asked for unknown route %r", peer, name[:40])
+                return
+            from panoramisk.fast_agi import Request
+
+            request = Request(app=self._app, headers=headers, reader=reader, writer=writer)
+            try:
+                await asyncio.wait_for(route(request), timeout=self._session_timeout_s)
+            except asyncio.TimeoutError:
+                log.warning("FastAGI route %s from %s cut after %g s", name, peer, self._session_timeout_s)
+            except Exception:
+                log.exception("FastAGI route %s failed", name)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+            if task is not None:
+                self._sessions.discard(task)
+
+    async def lookup(self, call_id: uuid.UUID | None) -> CallOutcome:
+        """The call's outcome from Redis, filtered; ``none`` on any problem."""
+        if call_id is None:
+            return CallOutcome(NO_RESULT, "no-call-id")
+        try:
+            fields = await asyncio.wait_for(self._redis.hgetall(call_key(call_id)), timeout=REDIS_TIMEOUT_S)
+        except Exception as exc:  # RedisError, OSError, timeout: all mean "ask a person"
+            log.warning(
+                "call %s: outcome lookup failed (%s); caller goes to a queue", call_id, type(exc).__name__
+            )
+            return CallOutcome(NO_RESULT, "technical")
+        return outcome_from_hash(fields or {})
+
+    async def register(self, request: Any) -> None:
+        """Route ``register``: keep the caller's number, channel and language for the bot."""
+        headers: Mapping[str, str] = request.headers
+        call_id = call_id_from(headers)
+        registered = "no"
+        if call_id is not None:
+            fields = {
+                "caller_number": caller_number(headers.get("agi_callerid", "")),
+                "channel": re.sub(r"[^A-Za-z0-9/@._-]", "", headers.get("agi_channel", ""))[:80],
+                "language": safe_value(headers.get("agi_language", ""), "en"),
+            }
+            try:
+                pipe = self._redis.pipeline()
+                pipe.hset(call_key(call_id), mapping=fields)
+                pipe.expire(call_key(call_id), CALL_RETENTION_S)
+                await asyncio.wait_for(pipe.execute(), timeout=REDIS_TIMEOUT_S)
+                registered = "yes"
+            except Exception as exc:  # the bot then treats the caller as unknown
+                log.warning("call %s: register failed (%s)", call_id, type(exc).__name__)
+        try:
+            await set_variable(request, "ATTENDANT_REGISTERED", registered)
+        except AgiCommandError as exc:
+            log.warning("call %s: register reply not delivered (%s)", call_id, exc)
+
+    async def outcome(self, request: Any) -> None:
+        """Route ``outcome``: set ``ATTENDANT_REASON``, ``ATTENDANT_SKILL``, ``ATTENDANT_RESULT``."""
+        headers: Mapping[str, str] = request.headers
+        call_id = call_id_from(headers)
+        result = await self.lookup(call_id)
+        try:
+            for name, value in result.variables():
+                await set_variable(request, name, value)
+        except AgiCommandError as exc:
+            log.warning("call %s: outcome not delivered (%s)", call_id, exc)
+            return
+        log.info(
+            "call %s: outcome %s (reason %s, skill %s)", call_id, result.result, result.reason, result.skill
+        )
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait for sessions in progress (after ``server.close()``); cancel any still running at the end."""
+        pending = set(self._sessions)
+        if not pending:
+            return
+        _done, still = await asyncio.wait(pending, timeout=timeout_s)
+        for task in still:
+            task.cancel()
+
+
+async def start_agi_server(
+    config: AgiConfig, redis: Any, *, session_timeout_s: float = SESSION_TIMEOUT_S
+) -> asyncio.AbstractServer:
+    """Start the guarded FastAGI server (call from inside the running loop, e.g. the gateway's ``__main__``).
+
+    ``redis`` is a ``redis.asyncio.Redis`` (any object with an async ``hgetall``). Close with
+    ``server.close(); await server.wait_closed()``; sessions are bounded by ``session_timeout_s``.
+    """
+    agi = AgiServer(config, redis, session_timeout_s=session_timeout_s)
+    return await agi.start()
