@@ -53,6 +53,8 @@ class Reply:
     """Say the texts, then hand over to a person (``reason``, ``skill``, ``context``)."""
     custom: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     """Every custom payload, for what later issues act on."""
+    input_redacted: bool = False
+    """The caller's turn held a secret (a PIN): it must not be written anywhere in clear."""
 
 
 def parse_reply(messages: Any) -> Reply:
@@ -62,6 +64,7 @@ def parse_reply(messages: Any) -> Reply:
     texts: list[str] = []
     customs: list[Mapping[str, Any]] = []
     end_call = False
+    redacted = False
     handoff: Mapping[str, Any] | None = None
     for item in messages:
         if not isinstance(item, dict):
@@ -74,9 +77,11 @@ def parse_reply(messages: Any) -> Reply:
             customs.append(custom)
             if custom.get("end_call"):
                 end_call = True
+            if custom.get("input_redacted"):
+                redacted = True
             if isinstance(custom.get("handoff"), dict):
                 handoff = custom["handoff"]
-    return Reply(tuple(texts), end_call, handoff, tuple(customs))
+    return Reply(tuple(texts), end_call, handoff, tuple(customs), redacted)
 
 
 class Dialogue(Protocol):

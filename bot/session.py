@@ -54,6 +54,13 @@ PREROLL_FRAMES = 15
 """Audio kept from before speech was detected (15 x 20 ms), so the first syllable reaches the recogniser."""
 
 
+def caller_line(text: str, source: str, *, redacted: bool) -> str:
+    """What the transcript keeps of a caller turn: never typed digits, never a secret."""
+    if source == "dtmf" and not text.startswith("/"):
+        return "[keypad]"
+    return "[redacted]" if redacted else text
+
+
 class Outbound(Protocol):
     """What the telephony edge lets a session send."""
 
@@ -409,15 +416,19 @@ class CallSession:
         try:
             if source != "system":
                 self.turns += 1
-                await self.record.say("caller", "[keypad]" if source == "dtmf" and text[:1] != "/" else text)
             try:
                 reply: Reply = await self._d.dialogue.send(
                     self.call_id, text, self._metadata(source, confidence)
                 )
             except DialogueError as exc:
                 log.error("call %s: dialogue failed (%s); handing to a person", self.call_id, exc)
+                if source != "system":
+                    await self.record.say("caller", "[not recorded]")  # it may have held a PIN
                 await self._finish("handoff", "technical", spoken=self._d.prompts["technical"])
                 return
+            if source != "system":
+                # Written after the reply: the assistant says whether the words held a secret (a PIN).
+                await self.record.say("caller", caller_line(text, source, redacted=reply.input_redacted))
             if timing is not None:
                 timing.reply_at = self._clock()
                 self.timings.append(timing)

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from bot.stack import RasaStack
+
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "attendant.tar.gz"
 
@@ -41,18 +43,9 @@ def redis_url() -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Rasa:
-    url: str
-    token: str
-    action_port: int
-
-
 @pytest.fixture(scope="session")
-def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rasa]:
+def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RasaStack]:
     """The trained assistant behind a real Rasa server and action server (started once per test run)."""
-    from bot.stack import RasaStack
-
     if not MODEL.exists():
         pytest.fail("no trained model: run the tests with 'make test' (it trains first)")
     rasa_port, action_port = free_port(), free_port()
@@ -66,12 +59,10 @@ def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         model_path=MODEL,
         log_dir=logs,
     )
-    stack.start()
-    try:
-        stack.wait_ready(timeout=300)
-        yield Rasa(f"http://127.0.0.1:{rasa_port}", token, action_port)
-    finally:
-        stack.stop()
+    with stack:
+        took = stack.wait_ready(timeout=300)
+        print(f"\nRasa stack ready in {took:.1f} s")
+        yield stack
 
 
 @dataclass(frozen=True)
@@ -82,7 +73,7 @@ class GatewayProcess:
     log: Path
 
 
-def start_gateway(rasa: Rasa, redis_url: str, log: Path, **env: str) -> GatewayProcess:
+def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> GatewayProcess:
     from bot.launch import spawn_gateway
 
     port, agi_port = free_port(), free_port()
@@ -90,7 +81,7 @@ def start_gateway(rasa: Rasa, redis_url: str, log: Path, **env: str) -> GatewayP
     full_env.update(
         ATTENDANT_PORT=str(port),
         ATTENDANT_AGI_PORT=str(agi_port),
-        RASA_URL=rasa.url,
+        RASA_URL=rasa.rasa_url,
         RASA_TOKEN=rasa.token,
         REDIS_URL=redis_url,
         ATTENDANT_TEXT_INJECTION="loopback",
@@ -115,7 +106,7 @@ def stop_gateway(gw: GatewayProcess) -> str:
 
 @pytest.fixture(scope="module")
 def gateway_asr(
-    rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    rasa: RasaStack, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """The gateway with real speech recognition (the Korean model: the only one the build machines get)."""
     gw = start_gateway(
@@ -127,7 +118,7 @@ def gateway_asr(
 
 @pytest.fixture(scope="module")
 def gateway_text(
-    rasa: Rasa, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    rasa: RasaStack, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """The gateway with speech recognition off (no model): keypad and injected text."""
     gw = start_gateway(rasa, redis_url, tmp_path_factory.mktemp("gw") / "gateway.log", VOSK_MODEL="")

@@ -1,0 +1,117 @@
+"""How numbers are heard and said on the phone.
+
+Heard: the recogniser writes digits as words ("four seven one nine", "oh" for zero); the keypad sends
+digit characters ("4719"). :func:`digits_from_speech` turns either into a digit string.
+
+Said: replies are read by a speech synthesiser, so amounts are written out in words
+(:func:`say_money`: 12050 cents -> "one hundred twenty dollars and fifty cents"), which every voice
+reads the same way, instead of "$120.50", which depends on the voice's text normaliser.
+"""
+
+from __future__ import annotations
+
+import re
+
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "o": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_REPEAT_WORDS = {"double": 2, "triple": 3}
+_TOKEN = re.compile(r"[a-z]+|[0-9]+")
+
+
+def digits_from_speech(text: str) -> str | None:
+    """All digits in ``text``, spoken or typed, in order; ``None`` when there are none.
+
+    Everything that is not a digit (fillers, "my pin is", keypad ``#`` and ``*``) is dropped;
+    "double five" is "55". A lone "oh" is treated as zero only next to other digits, so "oh hello"
+    yields ``None``.
+    """
+    tokens = _TOKEN.findall(text.lower())
+    out: list[str] = []
+    repeat = 1
+    saw_real_digit = False
+    for tok in tokens:
+        if tok.isdigit():
+            out.append(tok * repeat)
+            repeat = 1
+            saw_real_digit = True
+        elif tok in _REPEAT_WORDS:
+            repeat = _REPEAT_WORDS[tok]
+        elif tok in _DIGIT_WORDS:
+            out.append(_DIGIT_WORDS[tok] * repeat)
+            repeat = 1
+            if tok not in ("oh", "o"):
+                saw_real_digit = True
+        else:
+            repeat = 1
+    if not out or not saw_real_digit:
+        return None
+    return "".join(out)
+
+
+FILLERS = frozenset("uh uhh um umm er erm ah ahh eh hm hmm mm huh oh well like so and the a an".split())
+"""Words that carry nothing on their own: hesitations, and what a recogniser makes of line noise."""
+
+
+def is_filler_only(text: str) -> bool:
+    """Whether ``text`` has no content words at all ("uh", "um the", "hmm", but not "mm hmm" = yes).
+
+    Digits count as content, so "oh" alone is a filler but "oh four" is not.
+    """
+    tokens = _TOKEN.findall(text.lower())
+    if " ".join(tokens) in ("mm hmm", "uh huh", "mhm"):
+        return False
+    return all(tok in FILLERS for tok in tokens)
+
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = ((1_000_000_000, "billion"), (1_000_000, "million"), (1_000, "thousand"))
+
+
+def number_words(n: int) -> str:
+    """``n`` (0 <= n < 10**12) in words, American style: 120 -> "one hundred twenty"."""
+    if n < 0 or n >= 10**12:
+        raise ValueError(f"out of range: {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_words(rest))
+    for size, name in _SCALES:
+        if n >= size:
+            big, rest = divmod(n, size)
+            return number_words(big) + " " + name + ("" if rest == 0 else " " + number_words(rest))
+    raise AssertionError("unreachable")
+
+
+def say_money(cents: int, unit: str = "dollar", subunit: str = "cent") -> str:
+    """An amount in words: 12050 -> "one hundred twenty dollars and fifty cents"; negative is "minus"."""
+    sign = "minus " if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+
+    def plural(k: int, word: str) -> str:
+        return f"{number_words(k)} {word}{'' if k == 1 else 's'}"
+
+    if part == 0:
+        return sign + plural(whole, unit)
+    if whole == 0:
+        return sign + plural(part, subunit)
+    return f"{sign}{plural(whole, unit)} and {plural(part, subunit)}"

@@ -1,0 +1,234 @@
+"""The Attendant input channel of the Rasa server: the one door between the gateway and the assistant.
+
+Rasa loads this class from ``bot/rasa/credentials.yml`` (key ``bot.rasa_channel.AttendantInput``); Rasa runs
+on loopback only (``bot/stack.py``).
+
+Endpoints
+---------
+``GET  /webhooks/attendant/``          health: ``{"status": "ok"}`` (no token needed, says nothing else)
+``POST /webhooks/attendant/webhook``   one caller turn; needs ``Authorization: Bearer <RASA_TOKEN>``,
+                                       compared in constant time; anything else gets 401.
+
+Request body::
+
+    {"sender": "<call uuid>", "message": "<text>", "metadata": {...}}
+
+``sender`` is the call's UUID (the Rasa conversation id, so the tracker lives at Redis key
+``attendant:tracker:<sender>``). ``metadata`` is stored with the user turn (``UserMessage.metadata``).
+A malformed body gets 400 with ``{"error": ...}``.
+
+Response: a JSON list, in speaking order, like Rasa's REST channel::
+
+    [{"recipient_id": "<sender>", "text": "Your balance is ..."},
+     {"recipient_id": "<sender>", "custom": {...}}]
+
+Conversation contract with the gateway
+--------------------------------------
+- **Call start.** The gateway sends ``message: "/session_start"`` with metadata
+  ``{"call_id": <uuid>, "caller_number": <str|null>, "channel": <str|null>, "language": "en"}``.
+  ``action_session_start`` keeps ``call_id`` and ``caller_number`` in slots and replies with the greeting
+  (``utter_greet``: "Hello, this is Attendant. How can I help you today?"). Then the bot listens.
+- **Caller turns.** Each finished utterance is one message with the same sender id; metadata optional.
+- **Keypad.** Menu digits are mapped by the gateway to ``/ask_balance``, ``/ask_order_status``,
+  ``/book_appointment``, ``/request_agent``. Digits keyed during a PIN or number prompt are sent as
+  plain text ("1234"). Messages starting with ``/`` must be a bare intent name (``/[a-z_]+``): entities
+  are refused (400), so nobody can set slots from outside.
+- **End of call.** An item ``{"custom": {"end_call": true}}`` (after "Thank you for calling. Goodbye."):
+  finish speaking, then hang up.
+- **Handoff.** An item ``{"custom": {"handoff": {"reason": R, "skill": S, "context": {...}}}}``: finish
+  speaking, then hand the call to a person. ``R`` is one of ``requested`` (caller asked for an agent,
+  operator, a real person, or accepted our offer), ``no-match`` (not understood twice in a row),
+  ``verification-failed`` (three wrong PINs, or no PIN to give), ``not-found`` (the calling number is not a
+  customer's), ``technical`` (a backend or the assistant failed). ``S`` is ``billing``, ``orders``,
+  ``bookings`` or ``general``. ``context`` holds ``call_id``, ``caller_number``, ``verified``,
+  ``customer_id`` (when verified), ``task``, ``last_intent``, ``pin_attempts`` — never the PIN.
+- **Fillers.** An utterance of fillers only ("uh", "hmm", "the") counts as not understood: Rasa gets
+  ``/nlu_fallback`` and the words heard go into the turn's metadata as ``heard``.
+- **Replies** are at most two short sentences with one question.
+- **Failure.** If the assistant fails on a turn or has nothing to say, this channel answers with the
+  ``utter_handoff_technical`` line and a ``technical`` handoff, so the caller always reaches a person.
+
+PINs never enter the conversation record: while a slot listed in ``sensitive_slots`` (credentials.yml) is
+being asked for, digits in the message (spoken or keyed) are put aside in Redis (``actions/vault.py``) and
+Rasa receives ``/inform_digits{"secret_ref": "<reference>"}`` instead. The reply to such a turn starts with
+``{"custom": {"input_redacted": true}}`` so the gateway masks the caller's words in its own transcript.
+This module logs sender ids only, never message text, numbers or metadata.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from actions.speech import digits_from_speech, is_filler_only
+from actions.vault import UNAVAILABLE, SecretStash, SecretStashError
+
+log = logging.getLogger(__name__)
+
+SENDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+INTENT_RE = re.compile(r"/[a-z_]{1,64}")
+MAX_MESSAGE_CHARS = 2000
+NOT_UNDERSTOOD = "/nlu_fallback"
+TECHNICAL_TEXT = "Sorry, something went wrong on our side. I'll put you through to a colleague."
+
+
+class ChannelConfigError(ValueError):
+    """credentials.yml lacks something the channel needs."""
+
+
+class AttendantInput(RestInput):
+    """Token-checked REST channel for the Attendant gateway (see the module docstring)."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "attendant"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> AttendantInput:
+        creds = credentials or {}
+        token = str(creds.get("token") or "")
+        if not token:
+            raise ChannelConfigError("bot.rasa_channel.AttendantInput needs a token (RASA_TOKEN)")
+        stash = None
+        if creds.get("redis_host"):
+            port = int(creds.get("redis_port") or 6379)
+            stash = SecretStash(str(creds["redis_host"]), port, int(creds.get("redis_db") or 0))
+        sensitive = creds.get("sensitive_slots") or ["pin"]
+        return cls(token, stash, tuple(str(s) for s in sensitive))
+
+    def __init__(
+        self, token: str, stash: SecretStash | None = None, sensitive_slots: tuple[str, ...] = ("pin",)
+    ) -> None:
+        if not token:
+            raise ChannelConfigError("empty token")
+        self._token = token.encode()
+        self._stash = stash
+        self._sensitive = frozenset(sensitive_slots)
+
+    def authorised(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries our bearer token (constant-time compare)."""
+        scheme, _, supplied = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(supplied.strip().encode(), self._token)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        bp = Blueprint("attendant_webhook", __name__)
+
+        @bp.route("/", methods=["GET"])  # type: ignore[untyped-decorator]
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.route("/webhook", methods=["POST"])  # type: ignore[untyped-decorator]
+        async def receive(request: Request) -> HTTPResponse:
+            if not self.authorised(request.headers.get("Authorization")):
+                return response.json({"error": "unauthorized"}, status=401)
+            try:
+                sender, text, metadata = _parse_body(request.body)
+            except ValueError as exc:
+                return response.json({"error": str(exc)}, status=400)
+            heard = text
+            try:
+                text = await self._shield_secrets(request, sender, text)
+            except Exception:  # tracker unreadable: do not guess whether digits are a PIN
+                log.exception("could not check for a PIN prompt sender=%s", sender)
+                return response.json(_technical_handoff(request, sender))
+            if not text.startswith("/") and is_filler_only(text):
+                # "uh", "hmm", "the": nothing to understand. Say so rather than let the classifier guess;
+                # what was heard stays in the turn's metadata.
+                metadata = {**(metadata or {}), "heard": text}
+                text = NOT_UNDERSTOOD
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                )
+            except Exception:  # the caller must still reach a person
+                log.exception("turn failed sender=%s", sender)
+                return response.json(_technical_handoff(request, sender))
+            if not collector.messages:
+                log.error("assistant had nothing to say sender=%s", sender)
+                return response.json(_technical_handoff(request, sender))
+            if text != heard and text.startswith("/inform_digits"):
+                # Tell the gateway this turn held a secret, so its own transcript masks it too.
+                return response.json(
+                    [{"recipient_id": sender, "custom": {"input_redacted": True}}, *collector.messages]
+                )
+            return response.json(collector.messages)
+
+        return bp
+
+    async def _shield_secrets(self, request: Request, sender: str, text: str) -> str:
+        """Replace digits with a stash reference while a sensitive slot (the PIN) is being asked for."""
+        if text.startswith("/"):
+            return text
+        digits = digits_from_speech(text)
+        if digits is None or not await self._asking_sensitive(request, sender):
+            return text
+        ref = UNAVAILABLE  # never pass the digits on in clear, even when they cannot be put aside
+        if self._stash is None:
+            log.error("no Redis configured for secrets (credentials.yml) sender=%s", sender)
+        else:
+            try:
+                ref = await self._stash.put(sender, digits)
+            except SecretStashError:
+                log.warning("could not put a secret aside sender=%s", sender)
+        return "/inform_digits" + json.dumps({"secret_ref": ref})
+
+    async def _asking_sensitive(self, request: Request, sender: str) -> bool:
+        agent = getattr(request.app.ctx, "agent", None)
+        store = getattr(agent, "tracker_store", None)
+        if store is None:
+            return False
+        tracker = await store.retrieve(sender)
+        if tracker is None or not tracker.active_loop_name:
+            return False
+        return tracker.get_slot("requested_slot") in self._sensitive
+
+
+def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
+    try:
+        body = json.loads(raw or b"")
+    except ValueError as exc:
+        raise ValueError("body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    sender = body.get("sender")
+    if not isinstance(sender, str) or not SENDER_RE.fullmatch(sender):
+        raise ValueError("sender must be 1-128 characters of letters, digits, _ . : @ -")
+    text = body.get("message")
+    if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"message must be a string of at most {MAX_MESSAGE_CHARS} characters")
+    text = text.strip()
+    if not text:
+        raise ValueError("message is empty")
+    if text.startswith("/") and not INTENT_RE.fullmatch(text):
+        raise ValueError("a message starting with / must be a bare intent name")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object")
+    return sender, text, metadata
+
+
+def _technical_handoff(request: Request, sender: str) -> list[dict[str, Any]]:
+    text = TECHNICAL_TEXT
+    domain = getattr(getattr(request.app.ctx, "agent", None), "domain", None)
+    responses: Mapping[str, Any] = getattr(domain, "responses", None) or {}
+    variants = responses.get("utter_handoff_technical") or []
+    if variants and isinstance(variants[0], dict) and variants[0].get("text"):
+        text = str(variants[0]["text"])
+    handoff = {"reason": "technical", "skill": "general", "context": {"call_id": sender}}
+    return [
+        {"recipient_id": sender, "text": text},
+        {"recipient_id": sender, "custom": {"handoff": handoff}},
+    ]

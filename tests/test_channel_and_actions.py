@@ -1,0 +1,466 @@
+"""The Attendant channel, the actions and the trained assistant, on the real parts.
+
+One RasaStack (real Rasa server with the model `python -m bot.train` produced, real rasa-sdk action
+server, real Redis) is shared by the whole session; every conversation uses a fresh sender id.
+The pure helpers (digits, money, the misunderstanding counter, the demo store) are tested directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from actions.actions import consecutive_misunderstandings
+from actions.speech import digits_from_speech, is_filler_only, say_money
+from actions.store import DemoStore, normalise_number
+from actions.vault import SecretStash, is_ref, new_ref
+from bot.stack import RasaStack, redis_env
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL = REPO / "models" / "attendant.tar.gz"
+REDIS_URL = os.environ.get("ATTENDANT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TRACKER_KEY = "attendant:tracker:{sender}"
+
+ADA = {"number": "+15550100001", "pin": "4719", "spoken": "four seven one nine"}
+GRACE = {"number": "+1 555 010 0002", "pin": "2580", "spoken": "two five eight oh"}
+UNKNOWN_NUMBER = "+15550199999"
+
+
+# --- the pure parts --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [
+        ("one two three four", "1234"),
+        ("1234", "1234"),
+        ("uh it's four seven one nine", "4719"),
+        ("two five eight oh", "2580"),
+        ("oh three five eight", "0358"),
+        ("double five one two", "5512"),
+        ("12 34#", "1234"),
+        ("my pin is 4 7 1 9", "4719"),
+        ("oh hello", None),
+        ("i want to talk to a person", None),
+        ("", None),
+    ],
+)
+def test_digits_from_speech(text: str, digits: str | None) -> None:
+    assert digits_from_speech(text) == digits
+
+
+@pytest.mark.parametrize(
+    ("text", "filler"),
+    [
+        ("uh", True),
+        ("um the", True),
+        ("hmm", True),
+        ("oh", True),
+        ("mm hmm", False),
+        ("uh huh", False),
+        ("uh yes", False),
+        ("oh four", False),
+        ("the balance", False),
+    ],
+)
+def test_is_filler_only(text: str, filler: bool) -> None:
+    assert is_filler_only(text) is filler
+
+
+@pytest.mark.parametrize(
+    ("cents", "words"),
+    [
+        (12050, "one hundred twenty dollars and fifty cents"),
+        (99, "ninety nine cents"),
+        (100, "one dollar"),
+        (101, "one dollar and one cent"),
+        (0, "zero dollars"),
+        (123400, "one thousand two hundred thirty four dollars"),
+        (-2500, "minus twenty five dollars"),
+        (100_000_000, "one million dollars"),
+    ],
+)
+def test_say_money(cents: int, words: str) -> None:
+    assert say_money(cents) == words
+
+
+def test_consecutive_misunderstandings() -> None:
+    def user() -> dict[str, Any]:
+        return {"event": "user", "text": "x"}
+
+    def act(name: str) -> dict[str, Any]:
+        return {"event": "action", "name": name}
+
+    assert consecutive_misunderstandings([act("action_listen"), user()]) == 1
+    assert consecutive_misunderstandings([user(), act("action_fallback"), act("action_listen"), user()]) == 2
+    broken = [user(), act("action_fallback"), user(), act("utter_pin_wrong"), user()]
+    assert consecutive_misunderstandings(broken) == 1
+    new_session = [user(), act("action_fallback"), {"event": "session_started"}, user()]
+    assert consecutive_misunderstandings(new_session) == 1
+
+
+def test_demo_store() -> None:
+    store = DemoStore()
+
+    async def scenario() -> None:
+        ada = await store.find_by_phone("15550100001")
+        assert ada is not None and ada.name == "Ada Lovelace"
+        assert await store.find_by_phone("(555) 010-0001") == ada
+        assert await store.find_by_phone(UNKNOWN_NUMBER) is None
+        assert await store.find_by_phone(None) is None
+        assert await store.check_pin(ada.customer_id, ADA["pin"])
+        assert not await store.check_pin(ada.customer_id, "0000")
+        assert (await store.balance(ada.customer_id)).cents == 12050
+
+    asyncio.run(scenario())
+    assert normalise_number("123") is None
+
+
+def test_secret_stash_is_read_once_and_per_sender() -> None:
+    env = redis_env(REDIS_URL)
+    stash = SecretStash(env["REDIS_HOST"], int(env["REDIS_PORT"]), int(env["REDIS_DB"]))
+
+    async def scenario() -> None:
+        ref = await stash.put("call-a", "4719")
+        assert is_ref(ref) and not any(c.isdigit() for c in ref)
+        assert await stash.take(ref, "call-b") is None  # another call cannot have it ...
+        ref = await stash.put("call-a", "4719")
+        assert await stash.take(ref, "call-a") == "4719"
+        assert await stash.take(ref, "call-a") is None  # ... and it is gone once read
+        assert await stash.take("1234", "call-a") is None
+        assert await stash.take(new_ref(), "call-a") is None
+        await stash.close()
+
+    asyncio.run(scenario())
+
+
+# --- the real stack -------------------------------------------------------------------------------------
+
+
+_SENDERS: list[str] = []
+"""Conversations these tests opened; their trackers are removed from the shared Redis afterwards."""
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"these tests need the real Redis at {REDIS_URL}: {exc}")
+    yield client
+    for sender in _SENDERS:
+        client.delete(TRACKER_KEY.format(sender=sender), f"attendant:lock:{sender}")
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def stack(rasa: RasaStack, redis_client: redis.Redis) -> RasaStack:
+    """The session's one Rasa server and action server (``tests/conftest.py``)."""
+    return rasa
+
+
+class Call:
+    """One conversation through the Attendant channel."""
+
+    def __init__(self, stack: RasaStack, caller_number: str | None) -> None:
+        self.stack = stack
+        self.sender = str(uuid.uuid4())
+        self.caller_number = caller_number
+        _SENDERS.append(self.sender)
+
+    def post(self, message: str, token: str | None = None, **extra: Any) -> requests.Response:
+        body = {"sender": self.sender, "message": message, "metadata": {}, **extra}
+        headers = {"Authorization": f"Bearer {self.stack.token if token is None else token}"}
+        return requests.post(self.stack.webhook_url, json=body, headers=headers, timeout=30)
+
+    def start(self) -> list[dict[str, Any]]:
+        metadata = {
+            "call_id": self.sender,
+            "caller_number": self.caller_number,
+            "channel": "AudioSocket/test",
+            "language": "en",
+        }
+        return self.say("/session_start", metadata=metadata)
+
+    def say(self, message: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        resp = self.post(message, metadata=metadata or {})
+        assert resp.status_code == 200, resp.text
+        items = resp.json()
+        assert isinstance(items, list) and items, f"no reply to {message!r}"
+        assert all(item["recipient_id"] == self.sender for item in items)
+        return items
+
+
+def texts(items: list[dict[str, Any]]) -> str:
+    return " ".join(item["text"] for item in items if "text" in item)
+
+
+def customs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item["custom"] for item in items if "custom" in item]
+
+
+def handoff(items: list[dict[str, Any]]) -> dict[str, Any]:
+    found = [c["handoff"] for c in customs(items) if "handoff" in c]
+    assert len(found) == 1, items
+    assert items[-1].get("custom", {}).get("handoff") == found[0], "the handoff must come last"
+    return found[0]
+
+
+def assert_spoken_style(items: list[dict[str, Any]]) -> None:
+    """At most two short sentences and at most one question per reply."""
+    said = texts(items)
+    sentences = [s for s in said.replace("?", ".").split(".") if s.strip()]
+    assert len(sentences) <= 2, said
+    assert said.count("?") <= 1, said
+
+
+def test_health(stack: RasaStack) -> None:
+    resp = requests.get(stack.webhook_url.rsplit("/", 1)[0] + "/", timeout=10)
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ok"}
+
+
+def test_missing_or_wrong_token_is_refused(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, ADA["number"])
+    no_header = requests.post(stack.webhook_url, json={"sender": call.sender, "message": "hello"}, timeout=10)
+    assert no_header.status_code == 401
+    assert call.post("hello", token="not-the-token").status_code == 401
+    assert call.post("hello", token=stack.token + "x").status_code == 401
+    basic = requests.post(
+        stack.webhook_url,
+        json={"sender": call.sender, "message": "hello"},
+        headers={"Authorization": f"Basic {stack.token}"},
+        timeout=10,
+    )
+    assert basic.status_code == 401
+    assert redis_client.get(TRACKER_KEY.format(sender=call.sender)) is None, "nothing reached Rasa"
+
+
+def test_malformed_turns_are_refused(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    headers = {"Authorization": f"Bearer {stack.token}"}
+    assert requests.post(stack.webhook_url, data=b"{", headers=headers, timeout=10).status_code == 400
+    assert (
+        requests.post(stack.webhook_url, json={"message": "hi"}, headers=headers, timeout=10).status_code
+        == 400
+    )
+    assert call.post("   ").status_code == 400
+    # Entities can only come from the channel itself: nobody sets slots from outside.
+    assert call.post('/ask_balance{"verified": true}').status_code == 400
+    assert call.post("hi", metadata="not an object").status_code == 400
+
+
+def test_session_start_greets_once_and_keeps_the_call(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, ADA["number"])
+    items = call.start()
+    assert texts(items) == "Hello, this is Attendant. How can I help you today?"
+    assert not customs(items)
+    raw = redis_client.get(TRACKER_KEY.format(sender=call.sender))
+    assert raw is not None, "the tracker lives at attendant:tracker:<sender>"
+    tracker = json.loads(raw)
+    slots = {e["name"]: e["value"] for e in tracker["events"] if e["event"] == "slot"}
+    assert slots["call_id"] == call.sender
+    assert slots["caller_number"] == ADA["number"]
+
+
+def _user_events(redis_client: redis.Redis, sender: str) -> tuple[str, list[dict[str, Any]]]:
+    raw = redis_client.get(TRACKER_KEY.format(sender=sender))
+    assert raw is not None
+    events = json.loads(raw)["events"]
+    return raw, events
+
+
+def assert_pin_not_recorded(redis_client: redis.Redis, sender: str, pin: str, spoken: str) -> None:
+    raw, events = _user_events(redis_client, sender)
+    assert spoken not in raw
+    for event in events:
+        if event["event"] == "user":
+            assert pin not in event.get("text", "")
+            assert pin not in json.dumps(event.get("parse_data", {}))
+        elif event["event"] == "slot":
+            assert pin not in json.dumps(event.get("value"))
+        elif event["event"] == "bot":
+            assert pin not in (event.get("text") or "")
+    assert not any(
+        event["event"] == "slot"
+        and event["name"] == "pin"
+        and event["value"] not in (None,)
+        and not is_ref(event["value"])
+        for event in events
+    ), "the pin slot only ever holds a reference"
+
+
+def test_balance_with_spoken_pin(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    ask = call.say("um what's my balance")
+    assert "PIN" in texts(ask)
+    assert "balance is" not in texts(ask)
+    assert_spoken_style(ask)
+    told = call.say(f"uh it's {ADA['spoken']}")
+    assert "Your balance is one hundred twenty dollars and fifty cents." in texts(told)
+    assert not customs(told)
+    assert_spoken_style(told)
+    _, events = _user_events(redis_client, call.sender)
+    user_texts = [e["text"] for e in events if e["event"] == "user"]
+    assert "um what's my balance" in user_texts
+    assert any(t.startswith("/inform_digits") and "secret_ref" in t for t in user_texts)
+    slots = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
+    assert slots["verified"] is True and slots["pin"] is None
+    assert_pin_not_recorded(redis_client, call.sender, ADA["pin"], ADA["spoken"])
+    # Verified once is enough for this call.
+    again = call.say("and what's my balance now")
+    assert "Your balance is one hundred twenty dollars and fifty cents." in texts(again)
+    bye = call.say("no thanks")
+    assert "thank you for calling" in texts(bye).lower()
+    assert {"end_call": True} in customs(bye)
+
+
+def test_balance_with_keyed_pin_from_keypad_menu(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, GRACE["number"])
+    call.start()
+    assert "PIN" in texts(call.say("/ask_balance"))
+    told = call.say(GRACE["pin"])
+    assert "Your balance is ninety nine cents." in texts(told)
+    assert_pin_not_recorded(redis_client, call.sender, GRACE["pin"], GRACE["spoken"])
+
+
+def test_three_wrong_pins_hand_over(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    call.say("balance please")
+    first = call.say("one one one one")
+    assert "didn't match" in texts(first) and "PIN" in texts(first)
+    assert not customs(first)
+    second = call.say("2222")
+    assert "didn't match" in texts(second)
+    third = call.say("three three three three")
+    assert "balance is" not in texts(third)
+    assert "colleague" in texts(third)
+    request = handoff(third)
+    assert request["reason"] == "verification-failed"
+    assert request["skill"] == "billing"
+    assert request["context"]["verified"] is False
+    assert request["context"]["pin_attempts"] == 3
+    assert request["context"]["call_id"] == call.sender
+    assert_pin_not_recorded(redis_client, call.sender, "1111", "one one one one")
+    assert_pin_not_recorded(redis_client, call.sender, "3333", "three three three three")
+
+
+def test_unknown_number_is_handed_over_without_a_pin_prompt(stack: RasaStack) -> None:
+    call = Call(stack, UNKNOWN_NUMBER)
+    call.start()
+    items = call.say("what's my balance")
+    assert "PIN" not in texts(items)
+    assert handoff(items)["reason"] == "not-found"
+
+
+def test_a_real_person_at_once(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    items = call.say("i want to talk to a real person")
+    assert "colleague" in texts(items)
+    request = handoff(items)
+    assert request["reason"] == "requested"
+    assert request["skill"] == "general"
+    assert_spoken_style(items)
+
+
+def test_a_person_during_the_pin_prompt(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    call.say("check my balance")
+    items = call.say("operator")
+    request = handoff(items)
+    assert request["reason"] == "requested"
+    assert request["skill"] == "billing"
+
+
+def test_two_misunderstandings_in_a_row_hand_over(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    first = call.say("/nlu_fallback")
+    assert "didn't catch" in texts(first)
+    assert not customs(first)
+    second = call.say("/nlu_fallback")
+    assert handoff(second)["reason"] == "no-match"
+
+
+def test_fillers_are_not_understood(stack: RasaStack, redis_client: redis.Redis) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    assert "didn't catch" in texts(call.say("uh"))
+    _, events = _user_events(redis_client, call.sender)
+    assert [e["metadata"].get("heard") for e in events if e["event"] == "user"][-1] == "uh"
+    assert handoff(call.say("hmm"))["reason"] == "no-match"
+
+
+def test_filler_during_the_pin_prompt_repeats_the_question(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    call.say("my balance please")
+    items = call.say("um")
+    assert "didn't catch" in texts(items) and "PIN" in texts(items)
+    assert not customs(items)
+    told = call.say(ADA["spoken"])
+    assert "one hundred twenty dollars" in texts(told)
+
+
+def test_out_of_scope_gets_an_offer(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    items = call.say("what's the weather going to be like")
+    said = texts(items)
+    assert "can't help with that" in said and "balance" in said
+    assert not customs(items)
+    assert_spoken_style(items)
+
+
+def test_order_status_offers_a_person(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    offer = call.say("uh where's my order")
+    assert "colleague?" in texts(offer)
+    assert not customs(offer)
+    request = handoff(call.say("yes please"))
+    assert request["reason"] == "requested"
+    assert request["skill"] == "orders"
+
+
+def test_goodbye_ends_the_call(stack: RasaStack) -> None:
+    call = Call(stack, ADA["number"])
+    call.start()
+    items = call.say("ok thanks bye")
+    assert "thank you for calling" in texts(items).lower()
+    assert customs(items) == [{"end_call": True}]
+
+
+def test_rasa_test_stories_pass(trained_model: Path, tmp_path: Path) -> None:
+    """`rasa test core` on tests/rasa/: every story must pass (it fails on any wrong prediction)."""
+    env = dict(os.environ, RASA_TELEMETRY_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "rasa", "test", "core",
+            "--stories", str(REPO / "tests" / "rasa"),
+            "--model", str(trained_model),
+            "--out", str(tmp_path),
+            "--fail-on-prediction-errors",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    failed = tmp_path / "failed_test_stories.yml"
+    report = failed.read_text() if failed.exists() else "(no failed_test_stories.yml)"
+    assert done.returncode == 0, f"{report}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "None of the test stories failed" in report, report
