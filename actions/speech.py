@@ -28,6 +28,8 @@ _DIGIT_WORDS = {
 }
 _REPEAT_WORDS = {"double": 2, "triple": 3}
 _TOKEN = re.compile(r"[a-z]+|[0-9]+")
+_WORD = re.compile(r"[^\W_]+")
+"""Words in any script (a recogniser for another language, or a name, is content, not a filler)."""
 
 
 def digits_from_speech(text: str) -> str | None:
@@ -69,7 +71,7 @@ def is_filler_only(text: str) -> bool:
 
     Digits count as content, so "oh" alone is a filler but "oh four" is not.
     """
-    tokens = _TOKEN.findall(text.lower())
+    tokens = _WORD.findall(text.lower())
     if " ".join(tokens) in ("mm hmm", "uh huh", "mhm"):
         return False
     return all(tok in FILLERS for tok in tokens)

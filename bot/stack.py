@@ -140,7 +140,7 @@ class RasaStack:
             "rasa",
             [
                 self._python, "-m", "rasa", "run",
-                "--enable-api", "--auth-token", self.token,
+                "--enable-api", f"--auth-token={self.token}",  # "=": a token may start with "-"
                 "-i", LOOPBACK, "-p", str(self.rasa_port),
                 "--model", str(self.model_path),
                 "--endpoints", str(ENDPOINTS),

@@ -49,7 +49,8 @@ def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     if not MODEL.exists():
         pytest.fail("no trained model: run the tests with 'make test' (it trains first)")
     rasa_port, action_port = free_port(), free_port()
-    token = secrets.token_urlsafe(16)
+    # Leading "-" on purpose: a random token can start with one, and it must still reach Rasa intact.
+    token = "-" + secrets.token_urlsafe(16)
     logs = tmp_path_factory.mktemp("rasa-logs")
     stack = RasaStack(
         rasa_port=rasa_port,

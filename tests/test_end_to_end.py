@@ -110,9 +110,13 @@ async def test_text_injected_balance_dialogue(gateway_text: GatewayProcess, r: r
     assert all("dollar" not in line for line in said[:ask_pin])
     # Both turns got a spoken reply.
     assert all(turn.reply_at is not None for turn in result.turns), result.summary()
-    # The PIN is nowhere in the tracker, spoken or as digits.
-    raw = r.get(f"attendant:tracker:{call_id}") or ""
-    assert "4719" not in raw and "four seven one nine" not in raw
+    # The PIN is nowhere in the conversation record: not in what the caller "said", not in what the
+    # classifier saw, not in any slot; and not in the gateway's own transcript either.
+    for event in t["events"]:
+        kept = json.dumps({k: event.get(k) for k in ("text", "parse_data", "value", "metadata")})
+        assert "4719" not in kept and "four seven one nine" not in kept, event["event"]
+    heard = [e.text for e in result.transcript if e.who == "caller"]
+    assert heard == ["hi what is my balance", "[redacted]"]
     wait_outcome(r, call_id)
 
 
