@@ -145,6 +145,7 @@ class CallSession:
         self._busy = False
         self._last_activity = self._clock()
         self._no_input_count = 0
+        self._limit_reached = False
         self._started = self._clock()
         self._epoch = 0
         self._utterance_end = 0.0
@@ -357,8 +358,9 @@ class CallSession:
             if self._finishing:
                 continue
             if now - self._started >= self._cfg.max_call_s:
-                self._inputs.put_nowait(_Control("too-long"))
-                self._finishing = True
+                if not self._limit_reached:  # once; the dialogue loop acts on it after the current turn
+                    self._limit_reached = True
+                    self._inputs.put_nowait(_Control("too-long"))
                 continue
             busy = (
                 self._busy

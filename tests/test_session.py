@@ -54,12 +54,16 @@ class FakeSynth:
 class ScriptedDialogue:
     """Answers from a script keyed by what the caller said."""
 
-    def __init__(self, script: Mapping[str, Reply | Exception]) -> None:
+    def __init__(
+        self, script: Mapping[str, Reply | Exception], delays: Mapping[str, float] | None = None
+    ) -> None:
         self.script = script
+        self.delays = delays or {}
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
     async def send(self, sender: str, text: str, metadata: Mapping[str, Any] | None = None) -> Reply:
         self.calls.append((sender, text, dict(metadata or {})))
+        await asyncio.sleep(self.delays.get(text, 0.0))
         answer = self.script.get(text, Reply(texts=("Sorry, say that again.",)))
         if isinstance(answer, Exception):
             raise answer
@@ -325,6 +329,22 @@ async def test_no_input_reprompts_then_says_goodbye(sync_redis: redis_sync.Redis
         prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
         assert h.synth.texts.count(prompts["no_input"]) == 1
         assert h.synth.texts[-1] == prompts["no_input_goodbye"]
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_call_time_limit_goes_to_a_person(sync_redis: redis_sync.Redis) -> None:
+    # The limit passes while a turn is in progress (the assistant is slow): it must still be acted on.
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}, delays={"tell me more": 2.0}), max_call_s=1.5)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.send(wire.encode_text("tell me more"))
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert (record["outcome"], record["reason"]) == ("handoff", "too-long")
+        assert h.synth.texts[-1] == Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")["too_long"]
         await caller.close()
     finally:
         await stop(h)
