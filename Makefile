@@ -42,7 +42,13 @@ $(STAMP): requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-venv: $(STAMP)
+PTH := $(VENV)/lib/python3.10/site-packages/attendant.pth
+
+# The repo on the venv's path, so `.venv/bin/python -m telephony.simulate` works from any folder.
+$(PTH): $(STAMP)
+	@echo "$(CURDIR)" > $@
+
+venv: $(STAMP) $(PTH)
 
 model: venv
 	@$(PY) -m bot.train

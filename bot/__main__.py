@@ -17,6 +17,7 @@ import aiohttp
 from bot.config import Config, ConfigError
 from bot.gateway import Gateway
 from bot.prompts import PromptsError
+from bot.tts import LexiconError
 from telephony.agi import start_agi_server
 
 log = logging.getLogger("bot")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = Config.from_env()
         asyncio.run(serve(config, args.rasa_wait))
-    except (ConfigError, PromptsError) as exc:
+    except (ConfigError, PromptsError, LexiconError) as exc:
         print(f"attendant: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

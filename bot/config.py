@@ -119,6 +119,8 @@ class TtsConfig:
     """Where synthesised prompts are kept between runs."""
     length_scale: float = 1.0
     """Speaking rate: above 1 slower, below 1 faster."""
+    lexicon: Path = field(default_factory=lambda: REPO_ROOT / "voices" / "lexicon.yml")
+    """How particular words are said (``WRITTEN: spoken``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class Config:
                 onnx_threads=_int(e, "ATTENDANT_TTS_ONNX_THREADS", 1, 1, 64),
                 cache_dir=Path(e.get("ATTENDANT_PROMPT_CACHE", str(REPO_ROOT / "voices" / "cache"))),
                 length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
+                lexicon=Path(e.get("ATTENDANT_LEXICON", str(REPO_ROOT / "voices" / "lexicon.yml"))),
             ),
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(REPO_ROOT / "nlu-data" / "prompts.yml"))),

@@ -24,7 +24,7 @@ from bot.config import Config
 from bot.dialogue import RasaClient
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
-from bot.tts import PiperSynthesizer, PromptCache, Speech
+from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
 from telephony.server import AudioSocketServer, Connection
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class Gateway:
         synth = PiperSynthesizer(
             config.tts.voice, onnx_threads=config.tts.onnx_threads, length_scale=config.tts.length_scale
         )
-        self.speech = Speech(synth, PromptCache(config.tts.cache_dir), self.tts_pool)
+        lexicon = Lexicon.load(config.tts.lexicon)
+        self.speech = Speech(synth, PromptCache(config.tts.cache_dir), self.tts_pool, lexicon)
         self.dialogue = RasaClient(config.rasa.url, config.rasa.token, config.rasa.timeout_s)
         self.redis: Any = aioredis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
         self.lag = LoopLag()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
@@ -160,13 +161,54 @@ def _split_sentences(data: bytes) -> tuple[bytes, ...]:
     return tuple(parts)
 
 
+class LexiconError(ValueError):
+    """``voices/lexicon.yml`` is malformed; the message names the file (and line)."""
+
+
+class Lexicon:
+    """Whole-word, case-sensitive replacements applied before synthesis (``voices/lexicon.yml``)."""
+
+    def __init__(self, entries: dict[str, str] | None = None) -> None:
+        self.entries = dict(entries or {})
+        words = sorted(self.entries, key=len, reverse=True)
+        self._pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b") if words else None
+
+    @classmethod
+    def load(cls, path: Path) -> Lexicon:
+        """Read the file; a missing file is an empty lexicon, a malformed one an error naming the file."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise LexiconError(f"{where}: not valid YAML") from exc
+        if data is None:
+            return cls()
+        if not isinstance(data, dict) or not all(isinstance(v, str | int) for v in data.values()):
+            raise LexiconError(f"{path}: must map written words to how they are said")
+        return cls({str(k): str(v) for k, v in data.items()})
+
+    def apply(self, text: str) -> str:
+        """``text`` as the voice should read it."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self.entries[m.group(1)], text)
+
+
 class Speech:
     """The async face of synthesis used by a call: text in, :class:`AudioOut` sentences out, off the loop."""
 
-    def __init__(self, synth: Synthesizer, cache: PromptCache, executor: Executor) -> None:
+    def __init__(
+        self, synth: Synthesizer, cache: PromptCache, executor: Executor, lexicon: Lexicon | None = None
+    ) -> None:
         self._synth = synth
         self._cache = cache
         self._executor = executor
+        self._lexicon = lexicon or Lexicon()
 
     async def say(self, text: str, rate: int, *, cache: str | None = "disk") -> AsyncIterator[AudioOut]:
         """Yield each sentence as soon as it is synthesised. Cached phrases come back at once.
@@ -176,6 +218,7 @@ class Speech:
 
         Closing the iterator early (barge-in) stops the worker after the sentence in progress.
         """
+        text = self._lexicon.apply(text)
         key = PromptCache.key(self._synth.voice_id, rate, text)
         hit = self._cache.get(key) if cache else None
         if hit is not None:
