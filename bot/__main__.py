@@ -41,9 +41,9 @@ async def wait_for_rasa(url: str, token: str, timeout_s: float) -> bool:
     return False
 
 
-async def serve(config: Config, rasa_wait_s: float) -> None:
+async def serve(gateway: Gateway, rasa_wait_s: float) -> None:
     """Run until SIGINT/SIGTERM."""
-    gateway = Gateway(config)
+    config = gateway.config
     if rasa_wait_s > 0 and not await wait_for_rasa(config.rasa.url, config.rasa.token, rasa_wait_s):
         log.warning("Rasa at %s is not ready; calls will be handed to a person until it is", config.rasa.url)
     agi_server = await start_agi_server(config.agi, gateway.redis)
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config = Config.from_env()
-        asyncio.run(serve(config, args.rasa_wait))
+        gateway = Gateway(config)  # loads the models here, before the event loop runs
+        asyncio.run(serve(gateway, args.rasa_wait))
     except (ConfigError, PromptsError, LexiconError) as exc:
         print(f"attendant: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -60,6 +60,7 @@ class Gateway:
     """Everything the gateway runs, built from one :class:`Config`."""
 
     def __init__(self, config: Config) -> None:
+        """Load everything heavy (models, voice). Call outside the event loop."""
         self.config = config
         self.prompts = Prompts.load(config.prompts_file)
         self.asr_pool = ThreadPoolExecutor(config.asr.threads, thread_name_prefix="asr")
