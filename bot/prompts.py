@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from bot.yamlfile import YamlFileError, read_yaml
 
 REQUIRED = ("technical", "handoff", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -32,15 +32,11 @@ class Prompts:
     def load(cls, path: Path) -> Prompts:
         """Read and check the file."""
         try:
-            text = path.read_text(encoding="utf-8")
+            data: Any = read_yaml(path)
         except OSError as exc:
             raise PromptsError(f"{path}: cannot read ({exc.strerror})") from exc
-        try:
-            data: Any = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise PromptsError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        except YamlFileError as exc:
+            raise PromptsError(str(exc)) from exc
         if not isinstance(data, dict) or not isinstance(data.get("prompts"), dict):
             raise PromptsError(f"{path}: needs a 'prompts:' mapping")
         phrases = data["prompts"]

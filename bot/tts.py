@@ -23,6 +23,7 @@ import numpy as np
 import soxr
 
 from bot.frames import AudioOut
+from bot.yamlfile import YamlFileError, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +177,12 @@ class Lexicon:
     @classmethod
     def load(cls, path: Path) -> Lexicon:
         """Read the file; a missing file is an empty lexicon, a malformed one an error naming the file."""
-        import yaml
-
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = read_yaml(path)
         except FileNotFoundError:
             return cls()
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise LexiconError(f"{where}: not valid YAML") from exc
+        except YamlFileError as exc:
+            raise LexiconError(str(exc)) from exc
         if data is None:
             return cls()
         if not isinstance(data, dict) or not all(isinstance(v, str | int) for v in data.values()):
