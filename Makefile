@@ -19,7 +19,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	  $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$c; break; }; \
 	done)
 
-.PHONY: help run test venv model lint bench clean
+.PHONY: help run test venv model seed lint bench clean nlu-check
 
 help:
 	@echo "make run    install what is missing, train if the data changed, start Redis (if none), Rasa,"
@@ -53,17 +53,25 @@ venv: $(STAMP) $(PTH)
 model: venv
 	@$(PY) -m bot.train
 
-run: model
+# The customer store (SQLite in .run/ unless ATTENDANT_STORE_URL says otherwise): schema and demo data,
+# idempotent, so what callers changed survives.
+seed: venv
+	@$(PY) -m actions.backends.seed
+
+run: model seed
 	@$(PY) -m bot.launch
 
 test: model
 	$(PY) -m pytest
 
+nlu-check: venv
+	$(PY) -m bot.nlucheck
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: model
+bench: model seed
 	$(PY) -m bench.run
 
 clean:

@@ -21,7 +21,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.speech import say_money
-from actions.store import CustomerStore, StoreError, open_store
+from actions.store import CustomerStore, StoreConfig, StoreError, open_store
 from actions.vault import UNAVAILABLE, SecretStash, SecretStashError
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class _Backends:
     @property
     def store(self) -> CustomerStore:
         if self._store is None:
-            self._store = open_store()
+            # ATTENDANT_STORE_URL (default: the SQLite file .run/attendant.db that the seed command makes).
+            self._store = open_store(StoreConfig.from_env())
         return self._store
 
     @property

@@ -1,127 +1,224 @@
-"""The customer store the actions ask: who is calling, is the PIN right, what is the balance.
+"""The customer store the actions ask: who is calling, are they who they say, and their business with us.
 
-One small interface, :class:`CustomerStore`; the actions see nothing else. :class:`DemoStore` is the
-in-code table used until a real backend exists (issue 3 puts SQLite / PostgreSQL / CRM adapters behind
-the same interface). :func:`open_store` picks the backend from ``ATTENDANT_STORE`` (``demo`` today).
+The actions see one interface, :class:`CustomerStore` (in :mod:`actions.backends.base`, re-exported here
+with its records and errors), and get a store from :func:`open_store` with a :class:`StoreConfig`::
 
-Demo customers (for trying the bot and for tests; these numbers are in the 555-01xx fiction range)::
+    store = open_store(StoreConfig.from_env())
+
+Configuration (environment, read once by :meth:`StoreConfig.from_env`)::
+
+    ATTENDANT_STORE_URL        sqlite:///<repo>/.run/attendant.db          default; made by the seed command
+                               postgresql://user@127.0.0.1:5432/attendant  the same store over PostgreSQL
+                               demo                                        in-memory SQLite, demo data
+                               http(s)://crm.example/api                   a CRM adapter, named by:
+    ATTENDANT_STORE_ADAPTER    package.module:ClassName                    an HttpStore subclass
+    ATTENDANT_STORE_TIMEOUT_S  2.0                                         bound on every backend call
+    ATTENDANT_STORE_POOL_SIZE  4                                           connections / worker threads
+
+Create and seed the SQL stores with ``python -m actions.backends.seed [--url URL] [--reset]``; the demo
+customers (numbers, PINs, dates of birth) are listed in :mod:`actions.backends.seed`. The first three::
 
     caller number      name             PIN    balance
     +1 555 010 0001    Ada Lovelace     4719   $120.50
     +1 555 010 0002    Grace Hopper     2580   $0.99
     +1 555 010 0003    Alan Turing      8086   $1,234.00
 
-Any other number is unknown. PINs are kept as salted SHA-256 digests, never in clear, and compared in
-constant time.
+Errors (all are :class:`StoreError`; see :mod:`actions.backends.base` for the tree):
+:class:`BackendUnavailable` for timeouts and failures, :class:`NotFound`, :class:`SlotTaken`, and
+:class:`StoreConfigError` for a configuration that names no usable store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import importlib
 import os
-import re
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from actions.backends.base import (
+    EXISTING,
+    NEW,
+    RETURNING,
+    Account,
+    BackendUnavailable,
+    Balance,
+    Booking,
+    Branch,
+    CallRecord,
+    Customer,
+    CustomerStore,
+    Incident,
+    NotFound,
+    OpeningHours,
+    Order,
+    OrderItem,
+    OrderLine,
+    Product,
+    Promotion,
+    Slot,
+    SlotTaken,
+    StoreError,
+    caller_kind,
+    normalise_dob,
+    normalise_number,
+)
+
+if TYPE_CHECKING:
+    from actions.backends.demo import DemoStore
+    from actions.backends.sql import SqlStore
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TIMEOUT_S = 2.0
+DEFAULT_POOL_SIZE = 4
+DEMO_URL = "demo"
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
+_HTTP_SCHEMES = ("http", "https")
 
 
-class StoreError(Exception):
-    """The backend failed or timed out; the caller goes to a person with reason ``technical``."""
+class StoreConfigError(StoreError):
+    """The configuration names no usable store (unknown scheme, bad timeout, missing adapter)."""
+
+
+def default_url() -> str:
+    """``sqlite:///<repo>/.run/attendant.db``."""
+    return f"sqlite:///{REPO_ROOT / '.run' / 'attendant.db'}"
+
+
+def _scheme(url: str) -> str:
+    head = url.split(":", 1)[0].lower()
+    return head.split("+", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
-class Customer:
-    """A caller the store knows."""
+class StoreConfig:
+    """Which store, and how long any one call to it may take. Validated on construction."""
 
-    customer_id: str
-    name: str
+    url: str = field(default_factory=default_url)
+    """Database URL, ``demo``, or an HTTP base URL (with ``adapter``)."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """Seconds; every backend call gives up after this and raises :class:`BackendUnavailable`."""
+    pool_size: int = DEFAULT_POOL_SIZE
+    """Database connections (and worker threads) per action-server process."""
+    adapter: str | None = None
+    """``package.module:ClassName`` of the :class:`~actions.backends.http.HttpStore` subclass (HTTP only)."""
 
+    def __post_init__(self) -> None:
+        if not self.url or not self.url.strip():
+            raise StoreConfigError("ATTENDANT_STORE_URL is empty")
+        if not 0 < self.timeout_s <= 60:
+            raise StoreConfigError(f"store timeout must be in (0, 60] seconds, not {self.timeout_s}")
+        if not 1 <= self.pool_size <= 64:
+            raise StoreConfigError(f"store pool size must be 1..64, not {self.pool_size}")
+        url = self.url.strip()
+        scheme = _scheme(url)
+        if url != DEMO_URL and scheme not in _SQL_SCHEMES + _HTTP_SCHEMES:
+            raise StoreConfigError(
+                f"ATTENDANT_STORE_URL scheme {scheme!r} is not known "
+                "(use sqlite:///path, postgresql://..., demo, or http(s):// with ATTENDANT_STORE_ADAPTER)"
+            )
+        if scheme in _HTTP_SCHEMES and not self.adapter:
+            raise StoreConfigError(
+                "an http(s) store URL needs ATTENDANT_STORE_ADAPTER=package.module:ClassName"
+            )
 
-@dataclass(frozen=True, slots=True)
-class Balance:
-    """An account balance."""
-
-    cents: int
-    """Amount in the currency's smallest unit (cents); negative means the customer owes."""
-    currency: str = "USD"
-
-
-def normalise_number(number: str | None) -> str | None:
-    """Compare phone numbers by their last ten digits ("+1 (555) 010-0001" == "5550100001")."""
-    if not number:
-        return None
-    digits = re.sub(r"\D", "", number)
-    if len(digits) < 7:
-        return None
-    return digits[-10:]
-
-
-class CustomerStore(ABC):
-    """What the actions may ask about customers. Every call may raise :class:`StoreError`."""
-
-    @abstractmethod
-    async def find_by_phone(self, number: str | None) -> Customer | None:
-        """The customer calling from ``number``, or ``None``."""
-
-    @abstractmethod
-    async def check_pin(self, customer_id: str, pin: str) -> bool:
-        """Whether ``pin`` is this customer's PIN. Implementations compare in constant time."""
-
-    @abstractmethod
-    async def balance(self, customer_id: str) -> Balance:
-        """The customer's current balance."""
-
-
-def _pin_digest(salt: str, pin: str) -> bytes:
-    return hashlib.sha256(f"{salt}:{pin}".encode()).digest()
-
-
-@dataclass(frozen=True, slots=True)
-class _DemoRow:
-    customer: Customer
-    number: str
-    pin_digest: bytes
-    balance_cents: int
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StoreConfig:
+        """Built from ``ATTENDANT_STORE_URL``, ``..._TIMEOUT_S``, ``..._POOL_SIZE``, ``..._ADAPTER``."""
+        env = os.environ if env is None else env
+        try:
+            timeout_s = float(env.get("ATTENDANT_STORE_TIMEOUT_S") or DEFAULT_TIMEOUT_S)
+            pool_size = int(env.get("ATTENDANT_STORE_POOL_SIZE") or DEFAULT_POOL_SIZE)
+        except ValueError as exc:
+            raise StoreConfigError(f"store timeout / pool size is not a number: {exc}") from None
+        return cls(
+            url=(env.get("ATTENDANT_STORE_URL") or "").strip() or default_url(),
+            timeout_s=timeout_s,
+            pool_size=pool_size,
+            adapter=(env.get("ATTENDANT_STORE_ADAPTER") or "").strip() or None,
+        )
 
 
-class DemoStore(CustomerStore):
-    """Three demo customers held in memory (see the module docstring)."""
-
-    _SEED = (
-        ("C-0001", "Ada Lovelace", "+15550100001", "4719", 12050),
-        ("C-0002", "Grace Hopper", "+15550100002", "2580", 99),
-        ("C-0003", "Alan Turing", "+15550100003", "8086", 123400),
-    )
-
-    def __init__(self) -> None:
-        self._rows: dict[str, _DemoRow] = {}
-        for cid, name, number, pin, cents in self._SEED:
-            key = normalise_number(number)
-            assert key is not None
-            self._rows[key] = _DemoRow(Customer(cid, name), key, _pin_digest(cid, pin), cents)
-        self._by_id = {row.customer.customer_id: row for row in self._rows.values()}
-
-    async def find_by_phone(self, number: str | None) -> Customer | None:
-        key = normalise_number(number)
-        row = self._rows.get(key) if key else None
-        return row.customer if row else None
-
-    async def check_pin(self, customer_id: str, pin: str) -> bool:
-        row = self._by_id.get(customer_id)
-        if row is None:
-            return False
-        return hmac.compare_digest(row.pin_digest, _pin_digest(customer_id, pin))
-
-    async def balance(self, customer_id: str) -> Balance:
-        row = self._by_id.get(customer_id)
-        if row is None:
-            raise StoreError("unknown customer")
-        return Balance(row.balance_cents)
+def _load_adapter(spec: str) -> type[CustomerStore]:
+    module_name, _, class_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise StoreConfigError(f"ATTENDANT_STORE_ADAPTER={spec!r} cannot be loaded: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, CustomerStore)):
+        raise StoreConfigError(f"ATTENDANT_STORE_ADAPTER={spec!r} is not a CustomerStore")
+    return cls
 
 
-def open_store(kind: str | None = None) -> CustomerStore:
-    """The store named by ``kind`` or ``ATTENDANT_STORE`` (default ``demo``)."""
-    name = (kind or os.environ.get("ATTENDANT_STORE") or "demo").strip().lower()
-    if name == "demo":
-        return DemoStore()
-    raise StoreError(f"ATTENDANT_STORE={name!r} is not a known store (known: demo)")
+def open_store(config: StoreConfig | str | None = None) -> CustomerStore:
+    """The store ``config`` names (a :class:`StoreConfig`, or just a URL); default: from the environment.
+
+    Nothing connects here: the first call to the store does, inside the action server's event loop.
+    """
+    if config is None:
+        config = StoreConfig.from_env()
+    elif isinstance(config, str):
+        config = StoreConfig(url=config)
+    url = config.url.strip()
+    if url == DEMO_URL:
+        from actions.backends.demo import DemoStore
+
+        return DemoStore(timeout_s=config.timeout_s)
+    scheme = _scheme(url)
+    if scheme in _HTTP_SCHEMES:
+        assert config.adapter is not None  # checked by StoreConfig
+        adapter = _load_adapter(config.adapter)
+        return adapter(url, timeout_s=config.timeout_s)  # type: ignore[call-arg]
+    from actions.backends.sql import SqlStore
+
+    return SqlStore(url, timeout_s=config.timeout_s, pool_size=config.pool_size)
+
+
+def __getattr__(name: str) -> Any:
+    """``DemoStore`` and ``SqlStore`` are imported on first use (SQLAlchemy takes 0.25 s to load)."""
+    if name == "DemoStore":
+        from actions.backends.demo import DemoStore
+
+        return DemoStore
+    if name == "SqlStore":
+        from actions.backends.sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "EXISTING",
+    "NEW",
+    "RETURNING",
+    "Account",
+    "BackendUnavailable",
+    "Balance",
+    "Booking",
+    "Branch",
+    "CallRecord",
+    "Customer",
+    "CustomerStore",
+    "DemoStore",
+    "Incident",
+    "NotFound",
+    "OpeningHours",
+    "Order",
+    "OrderItem",
+    "OrderLine",
+    "Product",
+    "Promotion",
+    "Slot",
+    "SlotTaken",
+    "SqlStore",
+    "StoreConfig",
+    "StoreConfigError",
+    "StoreError",
+    "caller_kind",
+    "default_url",
+    "normalise_dob",
+    "normalise_number",
+    "open_store",
+]

@@ -52,6 +52,11 @@ def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
     # Leading "-" on purpose: a random token can start with one, and it must still reach Rasa intact.
     token = "-" + secrets.token_urlsafe(16)
     logs = tmp_path_factory.mktemp("rasa-logs")
+    # A customer store of its own for the test run: a fresh SQLite file with the demo data.
+    from actions.backends.seed import main as seed
+
+    store_url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'attendant.db'}"
+    assert seed(["--url", store_url]) == 0
     stack = RasaStack(
         rasa_port=rasa_port,
         action_port=action_port,
@@ -59,6 +64,7 @@ def rasa(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[R
         redis_url=redis_url,
         model_path=MODEL,
         log_dir=logs,
+        extra_env={"ATTENDANT_STORE_URL": store_url},
     )
     with stack:
         took = stack.wait_ready(timeout=300)

@@ -1,0 +1,1053 @@
+"""The customer store over SQL: SQLite (embedded default) or PostgreSQL, one code path (SQLAlchemy Core 1.4).
+
+    store = SqlStore("sqlite:////srv/attendant/.run/attendant.db", timeout_s=2.0)
+    store = SqlStore("postgresql://attendant@127.0.0.1:5432/attendant", timeout_s=2.0)
+
+The database calls are blocking, so each one runs in a small thread pool owned by the store and the
+coroutine waits for it at most ``timeout_s``; past that it raises
+:class:`~actions.backends.base.BackendUnavailable` (so does any connection or database error). The work left
+behind in the thread ends by itself shortly after, because the database bounds it too:
+
+- SQLite: the busy timeout (waiting for a lock) is ``timeout_s``, and a progress handler interrupts any
+  statement still running at the deadline. Write transactions start with ``BEGIN IMMEDIATE`` so two writers
+  queue on the lock instead of deadlocking. The file is in WAL mode (set by the seed), so readers are never
+  blocked by a writer. The store opens the file read-write but never creates it: a missing file means the
+  seed has not run, which is a :class:`BackendUnavailable` like any other.
+- PostgreSQL: ``connect_timeout`` (libpq's minimum is 2 s), ``statement_timeout`` and ``lock_timeout`` of
+  ``timeout_s``, and a pool checkout timeout of ``timeout_s``.
+
+Atomic bookings: a slot is claimed with ``UPDATE slots SET booked = true WHERE id = :id AND NOT booked AND
+starts > :now`` and the row count decides (under PostgreSQL's row lock or SQLite's write lock the second
+claimant sees the slot booked); a partial unique index (one active booking per slot) backs it up.
+
+Logs name the operation and error type only: no numbers, names, PINs, dates of birth or SQL parameters
+(the engine is built with ``hide_parameters=True``, and database error texts, which can quote key values,
+are never logged or chained).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine, Row, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool, StaticPool
+
+from actions.backends.base import (
+    NEW,
+    OPEN_INCIDENT_STATUSES,
+    PRIORITIES,
+    Account,
+    BackendUnavailable,
+    Booking,
+    Branch,
+    CallRecord,
+    Customer,
+    CustomerStore,
+    Incident,
+    NotFound,
+    OpeningHours,
+    Order,
+    OrderItem,
+    OrderLine,
+    Product,
+    Promotion,
+    Slot,
+    SlotTaken,
+    StoreError,
+    caller_kind,
+    normalise_dob,
+    normalise_number,
+    verify_secret,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ETA_DAYS = 3
+"""A new order's expected delivery: this many days after it is placed."""
+MAX_QTY = 99
+MAX_SLOTS = 50
+MAX_DESCRIPTION = 2000
+_NUMBER_ATTEMPTS = 5
+
+# --- schema ---------------------------------------------------------------------------------------------
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200)),
+    Column("pin_hash", String(128)),
+    Column("pin_salt", String(64)),
+    Column("dob_hash", String(128)),
+    Column("dob_salt", String(64)),
+    Column("loyalty_tier", String(16), nullable=False),
+    Column("referral_source", String(32)),
+    Column("first_contact", DateTime),
+    Column("last_call", DateTime),
+    Column("call_count", Integer, nullable=False),
+    Column("has_bought", Boolean, nullable=False),
+    Column("created", DateTime, nullable=False),
+    CheckConstraint("loyalty_tier IN ('none', 'silver', 'gold')", name="ck_customers_tier"),
+    CheckConstraint("call_count >= 0", name="ck_customers_calls"),
+)
+
+phone_numbers = Table(
+    "phone_numbers",
+    metadata,
+    Column("number", String(16), primary_key=True, comment="last ten digits (normalise_number)"),
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_phone_numbers_customer", "customer_id"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("balance_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("last_payment_cents", Integer),
+    Column("last_payment_date", Date),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("price_cents", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    CheckConstraint("price_cents >= 0", name="ck_products_price"),
+)
+
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("product_id", String(16), ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("text", String(300), nullable=False),
+    Column("valid_from", Date, nullable=False),
+    Column("valid_until", Date, nullable=False),
+    Index("ix_promotions_product", "product_id"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("number", String(12), primary_key=True),
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("eta", Date),
+    Column("created", DateTime, nullable=False),
+    CheckConstraint(
+        "status IN ('received', 'processing', 'shipped', 'delivered', 'cancelled')", name="ck_orders_status"
+    ),
+    Index("ix_orders_customer_created", "customer_id", "created"),
+)
+
+order_items = Table(
+    "order_items",
+    metadata,
+    Column("order_number", String(12), ForeignKey("orders.number", ondelete="CASCADE"), primary_key=True),
+    Column("line", Integer, primary_key=True),
+    Column("product_id", String(16), ForeignKey("products.id"), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("unit_price_cents", Integer, nullable=False),
+    CheckConstraint("qty > 0", name="ck_order_items_qty"),
+)
+
+branches = Table(
+    "branches",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("address", String(200), nullable=False),
+    Column("city", String(100), nullable=False),
+    Column("postcode", String(16), nullable=False),
+    Column("phone", String(32), nullable=False),
+)
+
+branch_hours = Table(
+    "branch_hours",
+    metadata,
+    Column("branch_id", String(16), ForeignKey("branches.id", ondelete="CASCADE"), primary_key=True),
+    Column("weekday", Integer, primary_key=True, comment="0 = Monday"),
+    Column("opens", Time, nullable=False),
+    Column("closes", Time, nullable=False),
+    CheckConstraint("weekday BETWEEN 0 AND 6", name="ck_branch_hours_weekday"),
+)
+
+slots = Table(
+    "slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("branch_id", String(16), ForeignKey("branches.id", ondelete="CASCADE"), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("starts", DateTime, nullable=False),
+    Column("ends", DateTime, nullable=False),
+    Column("booked", Boolean, nullable=False),
+    UniqueConstraint("branch_id", "resource", "starts", name="uq_slots_resource_start"),
+    Index("ix_slots_starts", "starts"),
+)
+
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("slot_id", Integer, ForeignKey("slots.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+    CheckConstraint("status IN ('booked', 'cancelled')", name="ck_bookings_status"),
+    Index("ix_bookings_customer", "customer_id"),
+)
+# One active booking per slot, enforced by the database whatever the code above it does.
+Index(
+    "uq_bookings_active_slot",
+    bookings.c.slot_id,
+    unique=True,
+    sqlite_where=bookings.c.status == "booked",
+    postgresql_where=bookings.c.status == "booked",
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("ticket", String(12), primary_key=True),
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("product_id", String(16), ForeignKey("products.id")),
+    Column("priority", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("callback_number", String(32)),
+    Column("callback_from", DateTime),
+    Column("callback_until", DateTime),
+    Column("created", DateTime, nullable=False),
+    Column("updated", DateTime, nullable=False),
+    CheckConstraint("priority BETWEEN 1 AND 4", name="ck_incidents_priority"),
+    CheckConstraint("status IN ('open', 'in_progress', 'resolved', 'closed')", name="ck_incidents_status"),
+    Index("ix_incidents_customer", "customer_id"),
+)
+
+
+# --- engines --------------------------------------------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """``postgres://`` (common in hosting settings) is spelled ``postgresql://`` for SQLAlchemy."""
+    url = url.strip()
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` names an SQLite database."""
+    return bool(make_url(normalise_url(url)).get_backend_name() == "sqlite")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file an ``sqlite:///`` URL names (absolute), ``None`` for an in-memory database."""
+    database = make_url(normalise_url(url)).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def make_engine(url: str, timeout_s: float, pool_size: int = 4, *, create: bool = False) -> Engine:
+    """An engine for ``url`` with every wait bounded by ``timeout_s``. Connects lazily (not here).
+
+    ``create``: for SQLite, create the file (and its folder) when missing; the store itself never does.
+    An in-memory SQLite URL (``sqlite://``) gives one connection shared by the whole engine.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    common: dict[str, Any] = {"future": True, "hide_parameters": True}
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
+        if path is None:
+            engine = create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(":memory:", check_same_thread=False),
+                poolclass=StaticPool,
+                **common,
+            )
+        else:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            target = path.as_uri() + ("?mode=rwc" if create else "?mode=rw")
+
+            def connect() -> sqlite3.Connection:
+                return sqlite3.connect(target, uri=True, timeout=timeout_s, check_same_thread=False)
+
+            engine = create_engine(
+                "sqlite://",
+                creator=connect,
+                poolclass=QueuePool,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=timeout_s,
+                **common,
+            )
+        _sqlite_transactions(engine)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not an SQL database URL this store knows: scheme {parsed.drivername!r}")
+    ms = max(1, int(timeout_s * 1000))
+    connect_args = {
+        "connect_timeout": max(2, math.ceil(timeout_s)),
+        "application_name": "attendant-store",
+        "options": f"-c statement_timeout={ms} -c lock_timeout={ms} "
+        f"-c idle_in_transaction_session_timeout={max(10_000, 5 * ms)}",
+    }
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=timeout_s,
+        pool_pre_ping=True,
+        **common,
+    )
+
+
+WRITE_OPTION = "attendant_write"
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, emit BEGIN: ``BEGIN IMMEDIATE`` for writes, savepoints that work."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables that are missing (idempotent); an SQLite file is switched to WAL mode."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()
+        try:
+            raw.dbapi_connection.execute("PRAGMA journal_mode = WAL")  # persistent; outside a transaction
+        finally:
+            raw.close()
+    with engine.begin() as conn:
+        metadata.create_all(conn)
+
+
+def drop_schema(engine: Engine) -> None:
+    """Drop every table of the store (``seed --reset``)."""
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+
+
+# --- row -> record --------------------------------------------------------------------------------------
+
+
+def _customer(row: Row) -> Customer:
+    return Customer(
+        customer_id=row.id,
+        name=row.name,
+        loyalty_tier=row.loyalty_tier,
+        referral_source=row.referral_source,
+        first_contact=row.first_contact,
+        last_call=row.last_call,
+        call_count=int(row.call_count),
+        has_bought=bool(row.has_bought),
+        has_pin=row.pin_hash is not None,
+        has_dob=row.dob_hash is not None,
+    )
+
+
+def _slot(row: Row) -> Slot:
+    return Slot(
+        slot_id=int(row.id),
+        branch_id=row.branch_id,
+        resource=row.resource,
+        starts=row.starts,
+        ends=row.ends,
+        free=not row.booked,
+    )
+
+
+def _incident(row: Row) -> Incident:
+    return Incident(
+        ticket=row.ticket,
+        customer_id=row.customer_id,
+        product_id=row.product_id,
+        priority=int(row.priority),
+        status=row.status,
+        description=row.description,
+        callback_number=row.callback_number,
+        callback_from=row.callback_from,
+        callback_until=row.callback_until,
+        created=row.created,
+    )
+
+
+def _customer_by_id(conn: Connection, customer_id: str) -> Row | None:
+    return conn.execute(select(customers).where(customers.c.id == customer_id)).first()
+
+
+def _customer_by_number(conn: Connection, key: str) -> Row | None:
+    query = (
+        select(customers)
+        .select_from(customers.join(phone_numbers, phone_numbers.c.customer_id == customers.c.id))
+        .where(phone_numbers.c.number == key)
+    )
+    return conn.execute(query).first()
+
+
+def _orders(conn: Connection, where: Iterable[Any], limit: int | None = None) -> list[Order]:
+    query = select(orders).where(*where).order_by(orders.c.created.desc(), orders.c.number.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    heads = conn.execute(query).all()
+    if not heads:
+        return []
+    numbers = [h.number for h in heads]
+    item_rows = conn.execute(
+        select(order_items, products.c.name)
+        .select_from(order_items.join(products, products.c.id == order_items.c.product_id))
+        .where(order_items.c.order_number.in_(numbers))
+        .order_by(order_items.c.order_number, order_items.c.line)
+    ).all()
+    items: dict[str, list[OrderItem]] = {n: [] for n in numbers}
+    for r in item_rows:
+        items[r.order_number].append(OrderItem(r.product_id, r.name, int(r.qty), int(r.unit_price_cents)))
+    return [Order(h.number, h.customer_id, h.status, h.eta, h.created, tuple(items[h.number])) for h in heads]
+
+
+def _booking(conn: Connection, booking_id: int) -> Booking:
+    row = conn.execute(
+        select(bookings.c.id.label("booking_id"), bookings.c.customer_id, bookings.c.status, slots)
+        .select_from(bookings.join(slots, slots.c.id == bookings.c.slot_id))
+        .where(bookings.c.id == booking_id)
+    ).one()
+    return Booking(int(row.booking_id), row.customer_id, row.status, _slot(row))
+
+
+def _claim_slot(conn: Connection, slot_id: int, now: datetime) -> None:
+    """Mark ``slot_id`` booked if it is free and in the future; the row count decides who won."""
+    claimed = conn.execute(
+        update(slots)
+        .where(slots.c.id == slot_id, slots.c.booked.is_(False), slots.c.starts > now)
+        .values(booked=True)
+    )
+    if claimed.rowcount != 1:
+        exists = conn.execute(select(slots.c.id).where(slots.c.id == slot_id)).first()
+        raise SlotTaken("slot not free") if exists else NotFound("no such slot")
+
+
+def _new_number() -> str:
+    """A six-digit order or ticket number (never starting with 0, so it reads back cleanly)."""
+    return str(100_000 + secrets.randbelow(900_000))
+
+
+def _insert_numbered(conn: Connection, write: Callable[[str], None]) -> str:
+    """Run ``write(number)`` with fresh random numbers until one is not taken (savepoint per attempt)."""
+    for _ in range(_NUMBER_ATTEMPTS):
+        number = _new_number()
+        try:
+            with conn.begin_nested():
+                write(number)
+        except IntegrityError:
+            continue
+        return number
+    raise BackendUnavailable("no free number")
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in str(text) if ch.isdigit())
+
+
+# --- the store ------------------------------------------------------------------------------------------
+
+
+class SqlStore(CustomerStore):
+    """:class:`~actions.backends.base.CustomerStore` over SQLite or PostgreSQL (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 2.0,
+        pool_size: int = 4,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        """``clock`` gives "now" in local time (tests pass a fixed one). Nothing connects here."""
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self._url = normalise_url(url)
+        self.timeout_s = timeout_s
+        self._pool_size = pool_size
+        self._clock = clock
+        self._engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        """Guards the engine (taken in worker threads)."""
+        self._executor_lock = threading.Lock()
+        """Guards the executor (taken on the event loop, so never held for long)."""
+        self._sqlite = is_sqlite(self._url)
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self._sqlite else "postgresql"
+
+    # -- plumbing
+
+    def _get_engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self._url, self.timeout_s, self._pool_size)
+            return self._engine
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._pool_size, thread_name_prefix="attendant-store")
+            return self._executor
+
+    def _work(self, fn: Callable[[Connection], T], write: bool, deadline: float) -> T:
+        """In a worker thread: one transaction around ``fn``, interrupted (SQLite) at ``deadline``."""
+        if time.monotonic() >= deadline:
+            raise BackendUnavailable("deadline passed before start")
+        engine = self._get_engine()
+        with engine.connect() as conn:
+            if write:
+                conn.execution_options(**{WRITE_OPTION: True})
+            raw: Any = conn.connection.dbapi_connection if self._sqlite else None
+            if raw is not None:
+                raw.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+            try:
+                with conn.begin():
+                    return fn(conn)
+            finally:
+                if raw is not None:
+                    raw.set_progress_handler(None, 0)
+
+    async def _run(
+        self,
+        op: str,
+        fn: Callable[[Connection], T],
+        *,
+        write: bool = False,
+        conflict: type[StoreError] | None = None,
+    ) -> T:
+        """Run ``fn`` in a transaction off the event loop, within ``timeout_s``; map failures.
+
+        ``conflict``: what an integrity error (a unique index saying no) means for this operation;
+        without one it is a :class:`BackendUnavailable`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.timeout_s
+        started = time.monotonic()
+        try:
+            future = loop.run_in_executor(self._get_executor(), self._work, fn, write, deadline)
+            return await asyncio.wait_for(future, self.timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("store timeout op=%s backend=%s after_s=%.2f", op, self.backend, self.timeout_s)
+            raise BackendUnavailable(f"{op}: timed out") from None
+        except (StoreError, ValueError):
+            raise
+        except IntegrityError:
+            if conflict is not None:
+                raise conflict(f"{op}: conflict") from None
+            log.error("store integrity error op=%s backend=%s", op, self.backend)
+            raise BackendUnavailable(f"{op}: integrity error") from None
+        except (SQLAlchemyError, sqlite3.Error, OSError, RuntimeError) as exc:
+            code = getattr(getattr(exc, "orig", None), "pgcode", None) or ""
+            log.warning(
+                "store failure op=%s backend=%s error=%s%s after_s=%.2f",
+                op,
+                self.backend,
+                type(exc).__name__,
+                f" sqlstate={code}" if code else "",
+                time.monotonic() - started,
+            )
+            raise BackendUnavailable(f"{op}: {type(exc).__name__}") from None
+
+    async def close(self) -> None:
+        """Dispose of the connection pool and the worker threads."""
+        with self._lock, self._executor_lock:
+            engine, executor = self._engine, self._executor
+            self._engine = self._executor = None
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(None, engine.dispose)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- callers
+
+    async def find_customer_by_number(self, number: str | None) -> Customer | None:
+        key = normalise_number(number)
+        if key is None:
+            return None
+
+        def q(conn: Connection) -> Customer | None:
+            row = _customer_by_number(conn, key)
+            return _customer(row) if row is not None else None
+
+        return await self._run("find_customer_by_number", q)
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        def q(conn: Connection) -> Customer | None:
+            row = _customer_by_id(conn, customer_id)
+            return _customer(row) if row is not None else None
+
+        return await self._run("get_customer", q)
+
+    async def record_call(self, number: str | None, at: datetime | None = None) -> CallRecord | None:
+        key = normalise_number(number)
+        if key is None:
+            return None
+        when = at or self._clock()
+
+        def q(conn: Connection) -> CallRecord:
+            for _ in range(3):
+                row = _customer_by_number(conn, key)
+                if row is None:
+                    customer_id = "C-" + secrets.token_hex(4).upper()
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(
+                                insert(customers).values(
+                                    id=customer_id,
+                                    loyalty_tier="none",
+                                    first_contact=when,
+                                    last_call=when,
+                                    call_count=1,
+                                    has_bought=False,
+                                    created=when,
+                                )
+                            )
+                            conn.execute(insert(phone_numbers).values(number=key, customer_id=customer_id))
+                    except IntegrityError:
+                        continue  # the same number was registered by a concurrent call: count on it
+                    log.info("new caller record customer=%s", customer_id)
+                    return CallRecord(_customer(_customer_by_id(conn, customer_id)), NEW)
+                kind = caller_kind(_customer(row))
+                conn.execute(
+                    update(customers)
+                    .where(customers.c.id == row.id)
+                    .values(
+                        last_call=when,
+                        call_count=customers.c.call_count + 1,
+                        first_contact=row.first_contact or when,
+                    )
+                )
+                return CallRecord(_customer(_customer_by_id(conn, row.id)), kind)
+            raise BackendUnavailable("record_call: could not settle the caller record")
+
+        return await self._run("record_call", q, write=True)
+
+    async def set_referral_source(self, customer_id: str, source: str) -> None:
+        value = source.strip()[:32]
+
+        def q(conn: Connection) -> None:
+            done = conn.execute(
+                update(customers).where(customers.c.id == customer_id).values(referral_source=value)
+            )
+            if done.rowcount != 1:
+                raise NotFound("no such customer")
+
+        await self._run("set_referral_source", q, write=True)
+
+    # -- verification
+
+    async def _secret(self, op: str, customer_id: str, hash_col: Column, salt_col: Column) -> tuple[Any, Any]:
+        def q(conn: Connection) -> tuple[Any, Any]:
+            row = conn.execute(select(hash_col, salt_col).where(customers.c.id == customer_id)).first()
+            return (row[0], row[1]) if row is not None else (None, None)
+
+        return await self._run(op, q)
+
+    async def verify_pin(self, customer_id: str, pin: str) -> bool:
+        c = customers.c
+        stored, salt = await self._secret("verify_pin", customer_id, c.pin_hash, c.pin_salt)
+        # Hashing is deliberately slow (PBKDF2): off the loop, and without holding a connection.
+        return await asyncio.to_thread(verify_secret, pin, salt, stored)
+
+    async def verify_dob(self, customer_id: str, dob: date | str) -> bool:
+        c = customers.c
+        stored, salt = await self._secret("verify_dob", customer_id, c.dob_hash, c.dob_salt)
+        return await asyncio.to_thread(verify_secret, normalise_dob(dob), salt, stored)
+
+    # -- accounts
+
+    async def get_account(self, customer_id: str) -> Account | None:
+        def q(conn: Connection) -> Account | None:
+            row = conn.execute(select(accounts).where(accounts.c.customer_id == customer_id)).first()
+            if row is None:
+                return None
+            return Account(
+                customer_id=row.customer_id,
+                balance_cents=int(row.balance_cents),
+                currency=row.currency,
+                last_payment_cents=None if row.last_payment_cents is None else int(row.last_payment_cents),
+                last_payment_date=row.last_payment_date,
+            )
+
+        return await self._run("get_account", q)
+
+    # -- orders and catalogue
+
+    async def last_order(self, customer_id: str) -> Order | None:
+        def q(conn: Connection) -> Order | None:
+            found = _orders(conn, [orders.c.customer_id == customer_id], limit=1)
+            return found[0] if found else None
+
+        return await self._run("last_order", q)
+
+    async def get_order(self, number: str, customer_id: str) -> Order | None:
+        key = _digits(number)
+        if not key:
+            return None
+
+        def q(conn: Connection) -> Order | None:
+            found = _orders(conn, [orders.c.number == key, orders.c.customer_id == customer_id])
+            return found[0] if found else None
+
+        return await self._run("get_order", q)
+
+    async def list_products(self) -> list[Product]:
+        def q(conn: Connection) -> list[Product]:
+            rows = conn.execute(select(products).where(products.c.active.is_(True)).order_by(products.c.name))
+            return [Product(r.id, r.name, int(r.price_cents), bool(r.active)) for r in rows]
+
+        return await self._run("list_products", q)
+
+    async def find_product(self, name_or_id: str) -> Product | None:
+        text = name_or_id.strip()
+        if not text:
+            return None
+
+        def q(conn: Connection) -> Product | None:
+            row = conn.execute(
+                select(products).where(
+                    products.c.active.is_(True),
+                    (products.c.id == text) | (func.lower(products.c.name) == text.lower()),
+                )
+            ).first()
+            return Product(row.id, row.name, int(row.price_cents), bool(row.active)) if row else None
+
+        return await self._run("find_product", q)
+
+    async def promotion_for(self, product_id: str, on: date | None = None) -> Promotion | None:
+        day = on or self._clock().date()
+
+        def q(conn: Connection) -> Promotion | None:
+            row = conn.execute(
+                select(promotions)
+                .where(
+                    promotions.c.product_id == product_id,
+                    promotions.c.valid_from <= day,
+                    promotions.c.valid_until >= day,
+                )
+                .order_by(promotions.c.valid_until, promotions.c.id)
+                .limit(1)
+            ).first()
+            return Promotion(row.product_id, row.text, row.valid_from, row.valid_until) if row else None
+
+        return await self._run("promotion_for", q)
+
+    async def create_order(self, customer_id: str, lines: Sequence[OrderLine]) -> Order:
+        if not lines:
+            raise ValueError("an order needs at least one line")
+        for line in lines:
+            if isinstance(line.qty, bool) or not 1 <= line.qty <= MAX_QTY:
+                raise ValueError(f"quantity must be 1..{MAX_QTY}")
+        now = self._clock()
+
+        def q(conn: Connection) -> Order:
+            if _customer_by_id(conn, customer_id) is None:
+                raise NotFound("no such customer")
+            wanted = {line.product_id for line in lines}
+            prices = {
+                r.id: int(r.price_cents)
+                for r in conn.execute(
+                    select(products.c.id, products.c.price_cents).where(
+                        products.c.id.in_(wanted), products.c.active.is_(True)
+                    )
+                )
+            }
+            if set(prices) != wanted:
+                raise NotFound("unknown or inactive product")
+            eta = (now + timedelta(days=ETA_DAYS)).date()
+
+            def write(number: str) -> None:
+                conn.execute(
+                    insert(orders).values(
+                        number=number, customer_id=customer_id, status="received", eta=eta, created=now
+                    )
+                )
+                conn.execute(
+                    insert(order_items),
+                    [
+                        {
+                            "order_number": number,
+                            "line": i,
+                            "product_id": line.product_id,
+                            "qty": line.qty,
+                            "unit_price_cents": prices[line.product_id],
+                        }
+                        for i, line in enumerate(lines, start=1)
+                    ],
+                )
+
+            number = _insert_numbered(conn, write)
+            conn.execute(update(customers).where(customers.c.id == customer_id).values(has_bought=True))
+            log.info("order created customer=%s lines=%d", customer_id, len(lines))
+            return _orders(conn, [orders.c.number == number])[0]
+
+        return await self._run("create_order", q, write=True)
+
+    # -- appointments
+
+    async def free_slots(
+        self, start: datetime, end: datetime, n: int = 3, branch_id: str | None = None
+    ) -> list[Slot]:
+        limit = max(1, min(n, MAX_SLOTS))
+        since = max(start, self._clock())
+
+        def q(conn: Connection) -> list[Slot]:
+            query = select(slots).where(
+                slots.c.booked.is_(False), slots.c.starts >= since, slots.c.starts < end
+            )
+            if branch_id is not None:
+                query = query.where(slots.c.branch_id == branch_id)
+            rows = conn.execute(query.order_by(slots.c.starts, slots.c.id).limit(limit))
+            return [_slot(r) for r in rows]
+
+        return await self._run("free_slots", q)
+
+    async def book(self, customer_id: str, slot_id: int) -> Booking:
+        now = self._clock()
+
+        def q(conn: Connection) -> Booking:
+            if _customer_by_id(conn, customer_id) is None:
+                raise NotFound("no such customer")
+            _claim_slot(conn, slot_id, now)
+            result = conn.execute(
+                insert(bookings).values(
+                    customer_id=customer_id, slot_id=slot_id, status="booked", created=now, updated=now
+                )
+            )
+            booking_id = int(result.inserted_primary_key[0])
+            log.info("booked customer=%s booking=%d slot=%d", customer_id, booking_id, slot_id)
+            return _booking(conn, booking_id)
+
+        return await self._run("book", q, write=True, conflict=SlotTaken)
+
+    def _active_booking(self, conn: Connection, customer_id: str, booking_id: int) -> Row:
+        row = conn.execute(
+            select(bookings)
+            .where(
+                bookings.c.id == booking_id,
+                bookings.c.customer_id == customer_id,
+                bookings.c.status == "booked",
+            )
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound("no such active booking")
+        return row
+
+    async def reschedule(self, customer_id: str, booking_id: int, new_slot_id: int) -> Booking:
+        now = self._clock()
+
+        def q(conn: Connection) -> Booking:
+            current = self._active_booking(conn, customer_id, booking_id)
+            if current.slot_id == new_slot_id:
+                return _booking(conn, booking_id)
+            _claim_slot(conn, new_slot_id, now)
+            conn.execute(update(slots).where(slots.c.id == current.slot_id).values(booked=False))
+            conn.execute(
+                update(bookings).where(bookings.c.id == booking_id).values(slot_id=new_slot_id, updated=now)
+            )
+            log.info("rescheduled customer=%s booking=%d slot=%d", customer_id, booking_id, new_slot_id)
+            return _booking(conn, booking_id)
+
+        return await self._run("reschedule", q, write=True, conflict=SlotTaken)
+
+    async def cancel(self, customer_id: str, booking_id: int) -> Booking:
+        now = self._clock()
+
+        def q(conn: Connection) -> Booking:
+            current = self._active_booking(conn, customer_id, booking_id)
+            conn.execute(
+                update(bookings).where(bookings.c.id == booking_id).values(status="cancelled", updated=now)
+            )
+            conn.execute(update(slots).where(slots.c.id == current.slot_id).values(booked=False))
+            log.info("cancelled customer=%s booking=%d", customer_id, booking_id)
+            return _booking(conn, booking_id)
+
+        return await self._run("cancel", q, write=True)
+
+    async def next_booking(self, customer_id: str, after: datetime | None = None) -> Booking | None:
+        since = after or self._clock()
+
+        def q(conn: Connection) -> Booking | None:
+            row = conn.execute(
+                select(bookings.c.id)
+                .select_from(bookings.join(slots, slots.c.id == bookings.c.slot_id))
+                .where(
+                    bookings.c.customer_id == customer_id,
+                    bookings.c.status == "booked",
+                    slots.c.starts >= since,
+                )
+                .order_by(slots.c.starts)
+                .limit(1)
+            ).first()
+            return _booking(conn, int(row.id)) if row is not None else None
+
+        return await self._run("next_booking", q)
+
+    # -- support
+
+    async def create_incident(
+        self,
+        customer_id: str,
+        product_id: str | None,
+        priority: int,
+        description: str,
+        callback_number: str | None = None,
+        callback_window: tuple[datetime, datetime] | None = None,
+    ) -> Incident:
+        if isinstance(priority, bool) or priority not in PRIORITIES:
+            raise ValueError("priority must be 1, 2, 3 or 4")
+        if callback_window is not None and not callback_window[0] < callback_window[1]:
+            raise ValueError("callback window must start before it ends")
+        window_from, window_until = callback_window or (None, None)
+        text = description.strip()[:MAX_DESCRIPTION]
+        number = callback_number.strip()[:32] if callback_number else None
+        now = self._clock()
+
+        def q(conn: Connection) -> Incident:
+            if _customer_by_id(conn, customer_id) is None:
+                raise NotFound("no such customer")
+            if product_id is not None:
+                if conn.execute(select(products.c.id).where(products.c.id == product_id)).first() is None:
+                    raise NotFound("no such product")
+
+            def write(ticket: str) -> None:
+                conn.execute(
+                    insert(incidents).values(
+                        ticket=ticket,
+                        customer_id=customer_id,
+                        product_id=product_id,
+                        priority=priority,
+                        status="open",
+                        description=text,
+                        callback_number=number,
+                        callback_from=window_from,
+                        callback_until=window_until,
+                        created=now,
+                        updated=now,
+                    )
+                )
+
+            ticket = _insert_numbered(conn, write)
+            log.info("incident created customer=%s priority=%d", customer_id, priority)
+            row = conn.execute(select(incidents).where(incidents.c.ticket == ticket)).one()
+            return _incident(row)
+
+        return await self._run("create_incident", q, write=True)
+
+    async def get_incident(self, ticket: str, customer_id: str) -> Incident | None:
+        key = _digits(ticket)
+        if not key:
+            return None
+
+        def q(conn: Connection) -> Incident | None:
+            row = conn.execute(
+                select(incidents).where(incidents.c.ticket == key, incidents.c.customer_id == customer_id)
+            ).first()
+            return _incident(row) if row is not None else None
+
+        return await self._run("get_incident", q)
+
+    async def open_incidents(self, customer_id: str) -> list[Incident]:
+        def q(conn: Connection) -> list[Incident]:
+            rows = conn.execute(
+                select(incidents)
+                .where(
+                    incidents.c.customer_id == customer_id,
+                    incidents.c.status.in_(OPEN_INCIDENT_STATUSES),
+                )
+                .order_by(incidents.c.created.desc(), incidents.c.ticket)
+            )
+            return [_incident(r) for r in rows]
+
+        return await self._run("open_incidents", q)
+
+    # -- information line
+
+    async def branches(self) -> list[Branch]:
+        def q(conn: Connection) -> list[Branch]:
+            hours: dict[str, list[OpeningHours]] = {}
+            by_day = select(branch_hours).order_by(branch_hours.c.branch_id, branch_hours.c.weekday)
+            for h in conn.execute(by_day):
+                hours.setdefault(h.branch_id, []).append(OpeningHours(int(h.weekday), h.opens, h.closes))
+            return [
+                Branch(b.id, b.name, b.address, b.city, b.postcode, b.phone, tuple(hours.get(b.id, ())))
+                for b in conn.execute(select(branches).order_by(branches.c.name))
+            ]
+
+        return await self._run("branches", q)
+
+
+__all__ = [
+    "SqlStore",
+    "create_schema",
+    "drop_schema",
+    "is_sqlite",
+    "make_engine",
+    "metadata",
+    "normalise_url",
+    "sqlite_path",
+]
