@@ -33,21 +33,36 @@ FINGERPRINT_FILE = "fingerprint.json"
 
 @dataclass(frozen=True, slots=True)
 class RasaInputs:
-    """Where the training inputs are, relative to a project root."""
+    """Where the training inputs are: ``ROOT/nlu-data`` and ``ROOT/bot/rasa/config.yml`` unless overridden."""
 
     root: Path
+    data_root: Path | None = None
+    """The editors' folder (``domain.yml``, ``nlu/``, ``stories/``); default ``ROOT/nlu-data``."""
+    config_file: Path | None = None
+    """The Rasa pipeline and policies; default ``ROOT/bot/rasa/config.yml``."""
+
+    @property
+    def data(self) -> Path:
+        return self.data_root or self.root / "nlu-data"
 
     @property
     def domain(self) -> Path:
-        return self.root / "nlu-data" / "domain.yml"
+        return self.data / "domain.yml"
 
     @property
     def data_dirs(self) -> tuple[Path, Path]:
-        return (self.root / "nlu-data" / "nlu", self.root / "nlu-data" / "stories")
+        return (self.data / "nlu", self.data / "stories")
 
     @property
     def config(self) -> Path:
-        return self.root / "bot" / "rasa" / "config.yml"
+        return self.config_file or self.root / "bot" / "rasa" / "config.yml"
+
+    def display(self, path: Path) -> str:
+        """``path`` as shown in messages: relative to the root when inside it, else as given."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
     def files(self) -> list[Path]:
         """Every input file, in a stable order (missing directories contribute nothing)."""
@@ -84,7 +99,7 @@ def fingerprint(inputs: RasaInputs, version: str | None = None) -> str:
     h = hashlib.sha256()
     h.update(f"rasa={version or rasa_version()}\0".encode())
     for path in inputs.files():
-        rel = path.relative_to(inputs.root).as_posix()
+        rel = inputs.display(path)
         h.update(rel.encode() + b"\0")
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
         h.update(b"\0")
@@ -111,7 +126,7 @@ def yaml_errors(inputs: RasaInputs) -> list[str]:
 
     problems: list[str] = []
     for path in inputs.files():
-        rel = path.relative_to(inputs.root).as_posix()
+        rel = inputs.display(path)
         if not path.is_file():
             problems.append(f"{rel}: missing")
             continue
