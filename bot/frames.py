@@ -24,8 +24,8 @@ def frame_bytes(rate: int, ms: int = FRAME_MS, width: int = SAMPLE_WIDTH, channe
 
 
 @dataclass(frozen=True, slots=True)
-class AudioIn:
-    """Caller audio, as received from the carrier."""
+class _Audio:
+    """Signed-linear PCM with its format."""
 
     pcm: bytes
     """Signed-linear little-endian samples."""
@@ -43,22 +43,13 @@ class AudioIn:
 
 
 @dataclass(frozen=True, slots=True)
-class AudioOut:
+class AudioIn(_Audio):
+    """Caller audio, as received from the carrier."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut(_Audio):
     """Bot audio, ready for the carrier."""
-
-    pcm: bytes
-    """Signed-linear little-endian samples."""
-    rate: int
-    """Sample rate, Hertz."""
-    width: int = SAMPLE_WIDTH
-    """Bytes per sample."""
-    channels: int = 1
-    """Interleaved channels."""
-
-    @property
-    def duration_ms(self) -> float:
-        """Length of the audio, milliseconds."""
-        return len(self.pcm) * 1000 / (self.rate * self.width * self.channels)
 
 
 @dataclass(frozen=True, slots=True)
