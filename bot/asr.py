@@ -1,7 +1,7 @@
 """Speech recognition: one shared Vosk model, one recogniser per call, decoding in worker threads.
 
 The model is loaded once per folder (lazily, with a lock per key). Each call gets a :class:`VoskStream`
-that resamples the carrier's audio to the model's rate (soxr, stateful so there are no seams between
+that resamples the carrier's audio to the model's rate (``bot.audio``, stateful so there are no seams between
 frames) and feeds Kaldi. Every method of the stream is blocking and must run in a worker thread: Vosk's
 calls release the GIL, so decoding several calls in parallel really uses the cores.
 """
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import soxr
+
+from bot.audio import StreamResampler
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +110,8 @@ class VoskStream:
         self._rec = vosk.KaldiRecognizer(model, model_rate)
         self._rec.SetWords(True)
         self._model_rate = model_rate
-        self._resampler: Any = None
-        self._in_rate = 0
+        self._to_model_rate = StreamResampler(model_rate)
         self._partial = ""
-
-    def _to_model_rate(self, pcm: bytes, rate: int) -> bytes:
-        if rate == self._model_rate:
-            return pcm
-        if self._resampler is None or rate != self._in_rate:
-            self._resampler = soxr.ResampleStream(rate, self._model_rate, 1, dtype="int16", quality="HQ")
-            self._in_rate = rate
-        out = self._resampler.resample_chunk(np.frombuffer(pcm, dtype=np.int16))
-        return np.asarray(out, dtype=np.int16).tobytes()
 
     def accept(self, pcm: bytes, rate: int) -> AsrUpdate:
         """Feed audio; report a final utterance when Vosk's endpointer fires."""

@@ -16,8 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.audio import resample
 from bot.frames import FRAME_MS, AudioOut, frame_bytes
-from bot.tts import resample
 
 log = logging.getLogger(__name__)
 

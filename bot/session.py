@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.asr import AsrError, AsrStream, AsrUpdate, VoskEngine
+from bot.audio import StreamResampler
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
 from bot.dialogue import Dialogue, DialogueError, Reply
@@ -139,7 +140,8 @@ class CallSession:
         self._vad = WebRtcVad()
         self._endpointer = Endpointer(deps.endpointer)
         self._preroll: collections.deque[bytes] = collections.deque(maxlen=PREROLL_FRAMES)
-        self._vad_resampler: Any = None
+        self._to_16k = StreamResampler(16000)
+        """For the rare carrier rates the VAD does not take (12, 24, 44.1, 96, 192 kHz)."""
         self._keys = ""
         self._last_key_at = 0.0
         self._busy = False
@@ -274,15 +276,6 @@ class CallSession:
         return await loop.run_in_executor(self._d.asr_executor, fn, *args)
 
     # ---------------------------------------------------------------- listening
-
-    def _to_16k(self, pcm: bytes, rate: int) -> bytes:
-        import numpy as np
-        import soxr
-
-        if self._vad_resampler is None:
-            self._vad_resampler = soxr.ResampleStream(rate, 16000, 1, dtype="int16")
-        out = self._vad_resampler.resample_chunk(np.frombuffer(pcm, dtype=np.int16))
-        return bytes(np.asarray(out, dtype=np.int16).tobytes())
 
     def _asr_feed(self, pcm: bytes, rate: int) -> None:
         if self._d.asr is not None:

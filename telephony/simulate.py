@@ -49,8 +49,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from bot.audio import resample
 from bot.frames import FRAME_MS, SAMPLE_WIDTH, AudioIn, Dtmf, Hangup, frame_bytes
-from bot.tts import resample
 from telephony.audiosocket import (
     DTMF_DIGITS,
     RATE_KINDS,

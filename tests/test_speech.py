@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.audio import StreamResampler, resample
 from bot.config import REPO_ROOT
-from bot.tts import Lexicon, LexiconError, PiperSynthesizer, PromptCache, Speech, resample
+from bot.tts import Lexicon, LexiconError, PiperSynthesizer, PromptCache, Speech
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,21 @@ def test_resample_keeps_duration() -> None:
     one_second = (np.sin(np.arange(22050) * 2 * np.pi * 440 / 22050) * 8000).astype(np.int16).tobytes()
     assert abs(len(resample(one_second, 22050, 8000)) - 16000) <= 4
     assert resample(one_second, 8000, 8000) is one_second
+
+
+def test_stream_resampler_is_seamless_across_20_ms_chunks() -> None:
+    tone = (np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16).tobytes()
+    up = StreamResampler(16000)
+    out = b"".join(up(tone[i : i + 320], 8000) for i in range(0, len(tone), 320))
+    # One second in, one second out less the filter's delay (~66 ms held back, never dropped or repeated).
+    assert 32000 - 3200 <= len(out) <= 32000
+    whole = np.frombuffer(resample(tone, 8000, 16000), dtype=np.int16).astype(float)
+    chunked = np.frombuffer(out, dtype=np.int16).astype(float)
+    assert rms(chunked[2000:30000].astype(np.int16).tobytes()) == pytest.approx(
+        rms(whole[2000:30000].astype(np.int16).tobytes()), rel=0.02
+    )
+    assert up(b"\x01\x00" * 160, 16000) == b"\x01\x00" * 160  # already at the rate: untouched
+    assert len(up(bytes(480), 12000)) <= 640  # a new input rate starts a fresh filter
 
 
 async def test_sentences_stream_and_cache_keeps_fixed_phrases_on_disk_only(
