@@ -153,6 +153,19 @@ class Caller:
     def voiced_frames(self) -> int:
         return sum(1 for kind, p in self.frames if kind == wire.Kind.SLIN_8K and any(p))
 
+    def voiced_runs(self) -> list[tuple[bool, int]]:
+        """(voiced?, frames) runs of what the bot sent, for failure messages."""
+        runs: list[tuple[bool, int]] = []
+        for kind, p in self.frames:
+            if kind not in (wire.Kind.SLIN_8K, wire.Kind.SLIN_16K):
+                continue
+            voiced = any(p)
+            if runs and runs[-1][0] == voiced:
+                runs[-1] = (voiced, runs[-1][1] + 1)
+            else:
+                runs.append((voiced, 1))
+        return runs
+
     async def wait_voiced(self, at_least: int, timeout: float = 5.0) -> None:
         async def until() -> None:
             while self.voiced_frames() < at_least:
@@ -215,7 +228,10 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
     await start(h)
     try:
         caller = await Caller.dial(h.server.port)
-        await caller.wait_voiced(50)  # the whole greeting plays (10 words; the caller waits politely)
+        # The whole opening plays before the caller speaks: the greeting, then (no recogniser) the keypad menu.
+        menu = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")["keypad_menu"]
+        opening = len(GREETING.texts[0].split()) + len(menu.split())
+        await caller.wait_voiced(opening * 5)
         assert sync_redis.sismember(ACTIVE_KEY, str(caller.call))
         await caller.send(wire.encode_text("bye"))
         await asyncio.wait_for(caller.hangup.wait(), 10)
@@ -224,8 +240,11 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
         assert record["turns"] == "1"
         # The goodbye was spoken in full before the hangup frame.
         assert caller.frames[-1] == (wire.Kind.HANGUP, b"")
-        words = len("Hello, this is Attendant. How can I help you today?".split()) + len(bye.texts[0].split())
-        assert caller.voiced_frames() == words * 5  # 100 ms a word = 5 frames
+        words = opening + len(bye.texts[0].split())
+        session = h.sessions[str(caller.call)]
+        detail = (caller.voiced_runs(), h.synth.texts, session.barge_ins)
+        assert caller.voiced_frames() == words * 5, detail  # 100 ms a word = 5 frames
+        assert session.barge_ins == 0
         lines = sync_redis.xrange(transcript_key(str(caller.call)))
         assert [(f["who"], f["text"]) for _, f in lines] == [
             ("bot", GREETING.texts[0]), ("caller", "bye"), ("bot", bye.texts[0]),
