@@ -228,7 +228,7 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
     await start(h)
     try:
         caller = await Caller.dial(h.server.port)
-        # The whole opening plays before the caller speaks: the greeting, then (no recogniser) the keypad menu.
+        # The whole opening plays before the caller speaks: greeting, then (no recogniser) the keypad menu.
         menu = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")["keypad_menu"]
         opening = len(GREETING.texts[0].split()) + len(menu.split())
         await caller.wait_voiced(opening * 5)
