@@ -11,6 +11,7 @@ reads the same way, instead of "$120.50", which depends on the voice's text norm
 from __future__ import annotations
 
 import re
+from datetime import date, time, timedelta
 
 _DIGIT_WORDS = {
     "zero": "0",
@@ -117,3 +118,76 @@ def say_money(cents: int, unit: str = "dollar", subunit: str = "cent") -> str:
     if whole == 0:
         return sign + plural(part, subunit)
     return f"{sign}{plural(whole, unit)} and {plural(part, subunit)}"
+
+
+_ORDINAL_ENDINGS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+_DIGIT_NAMES = dict(zip("0123456789", _ONES[:10], strict=True))
+_WEEKDAY_NAMES = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_MONTH_NAMES = (
+    "_ January February March April May June July August September October November December".split()
+)
+
+
+def ordinal_words(n: int) -> str:
+    """``n`` (0 <= n < 10**12) as an ordinal in words: 24 -> "twenty fourth", 12 -> "twelfth"."""
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_ENDINGS:
+        words[-1] = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def say_year(year: int) -> str:
+    """A year as it is read aloud: 1990 -> "nineteen ninety", 1905 -> "nineteen oh five", 2000 -> "two
+    thousand", 2007 -> "two thousand seven", 2026 -> "twenty twenty six", 1900 -> "nineteen hundred"."""
+    if not 1000 <= year <= 9999 or 2000 <= year <= 2009 or year % 1000 == 0:
+        return number_words(year)
+    high, low = divmod(year, 100)
+    if low == 0:
+        return f"{number_words(high)} hundred"
+    return f"{number_words(high)} {'oh ' if low < 10 else ''}{number_words(low)}"
+
+
+def say_date(d: date, today: date) -> str:
+    """A date for the synthesiser: "today", "tomorrow", else "Tuesday the twenty fourth of November",
+    with the year ("... of January twenty twenty seven") only when it is not ``today``'s year."""
+    if d == today:
+        return "today"
+    if d == today + timedelta(days=1):
+        return "tomorrow"
+    said = f"{_WEEKDAY_NAMES[d.weekday()]} the {ordinal_words(d.day)} of {_MONTH_NAMES[d.month]}"
+    return said if d.year == today.year else f"{said} {say_year(d.year)}"
+
+
+def say_time(t: time) -> str:
+    """A clock time in words: "ten a m", "two thirty p m", "nine oh five a m", "noon", "midnight".
+
+    Written "a m" / "p m" so the voice spells them out; seconds are dropped.
+    """
+    if t.minute == 0 and t.hour in (0, 12):
+        return "midnight" if t.hour == 0 else "noon"
+    hour = number_words(t.hour % 12 or 12)
+    minute = "" if t.minute == 0 else f" {'oh ' if t.minute < 10 else ''}{number_words(t.minute)}"
+    return f"{hour}{minute} {'a m' if t.hour < 12 else 'p m'}"
+
+
+def say_digits(s: str) -> str:
+    """Each digit of ``s`` as a word, other characters dropped: "100004" -> "one zero zero zero zero four"."""
+    return " ".join(_DIGIT_NAMES[c] for c in s if c in _DIGIT_NAMES)
+
+
+def say_weekday_hours(opens: time, closes: time) -> str:
+    """Opening hours in words: "nine a m to five thirty p m"."""
+    return f"{say_time(opens)} to {say_time(closes)}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from actions.speech import ordinal_words, say_date, say_digits, say_time, say_weekday_hours, say_year
 from bot.audio import StreamResampler, resample
 from bot.config import REPO_ROOT
 from bot.tts import Lexicon, LexiconError, PiperSynthesizer, PromptCache, Speech
@@ -100,3 +102,105 @@ def test_lexicon_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(LexiconError, match="must map"):
         Lexicon.load(bad)
     assert Lexicon.load(tmp_path / "missing.yml").apply("PIN") == "PIN"
+
+
+# --- dates, times and digits in words (actions/speech.py) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("day", "words"),
+    [
+        (date(2026, 11, 23), "today"),
+        (date(2026, 11, 24), "tomorrow"),
+        (date(2026, 11, 25), "Wednesday the twenty fifth of November"),
+        (date(2026, 12, 1), "Tuesday the first of December"),
+        (date(2026, 12, 2), "Wednesday the second of December"),
+        (date(2026, 12, 3), "Thursday the third of December"),
+        (date(2026, 12, 12), "Saturday the twelfth of December"),
+        (date(2026, 12, 20), "Sunday the twentieth of December"),
+        (date(2026, 12, 31), "Thursday the thirty first of December"),
+        (date(2027, 1, 1), "Friday the first of January twenty twenty seven"),
+        (date(2026, 11, 22), "Sunday the twenty second of November"),
+        (date(2005, 6, 5), "Sunday the fifth of June two thousand five"),
+        (date(1905, 3, 9), "Thursday the ninth of March nineteen oh five"),
+        (date(1900, 5, 1), "Tuesday the first of May nineteen hundred"),
+    ],
+)
+def test_say_date(day: date, words: str) -> None:
+    assert say_date(day, date(2026, 11, 23)) == words
+
+
+@pytest.mark.parametrize(
+    ("clock", "words"),
+    [
+        (time(10, 0), "ten a m"),
+        (time(14, 30), "two thirty p m"),
+        (time(9, 5), "nine oh five a m"),
+        (time(12, 0), "noon"),
+        (time(0, 0), "midnight"),
+        (time(12, 15), "twelve fifteen p m"),
+        (time(0, 5), "twelve oh five a m"),
+        (time(23, 59, 59), "eleven fifty nine p m"),
+        (time(17, 45), "five forty five p m"),
+    ],
+)
+def test_say_time(clock: time, words: str) -> None:
+    assert say_time(clock) == words
+    assert "AM" not in words and ":" not in words
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("100004", "one zero zero zero zero four"),
+        ("+1 555-0100", "one five five five zero one zero zero"),
+        ("A-7", "seven"),
+        ("", ""),
+        ("²", ""),
+    ],
+)
+def test_say_digits(text: str, words: str) -> None:
+    assert say_digits(text) == words
+
+
+def test_say_weekday_hours() -> None:
+    assert say_weekday_hours(time(9), time(17, 30)) == "nine a m to five thirty p m"
+    assert say_weekday_hours(time(8, 5), time(12)) == "eight oh five a m to noon"
+
+
+@pytest.mark.parametrize(
+    ("n", "words"),
+    [
+        (1, "first"),
+        (2, "second"),
+        (3, "third"),
+        (5, "fifth"),
+        (8, "eighth"),
+        (9, "ninth"),
+        (11, "eleventh"),
+        (12, "twelfth"),
+        (20, "twentieth"),
+        (24, "twenty fourth"),
+        (40, "fortieth"),
+        (101, "one hundred first"),
+    ],
+)
+def test_ordinal_words(n: int, words: str) -> None:
+    assert ordinal_words(n) == words
+
+
+@pytest.mark.parametrize(
+    ("year", "words"),
+    [
+        (1990, "nineteen ninety"),
+        (1815, "eighteen fifteen"),
+        (1905, "nineteen oh five"),
+        (2000, "two thousand"),
+        (2007, "two thousand seven"),
+        (2010, "twenty ten"),
+        (2026, "twenty twenty six"),
+        (1900, "nineteen hundred"),
+    ],
+)
+def test_say_year(year: int, words: str) -> None:
+    assert say_year(year) == words
