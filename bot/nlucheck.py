@@ -11,7 +11,9 @@ Two steps, the second only when the first finds nothing wrong:
      :data:`MIN_EXAMPLES_OTHER` for the rest;
    - responses used in stories, rules, forms or ``actions/*.py`` but missing from the domain, and (a warning
      only) responses in the domain nothing uses;
-   - intents in the domain without examples, examples or stories for intents the domain does not declare.
+   - intents in the domain without examples, examples or stories for intents the domain does not declare;
+   - ``faq.yml`` (the frequently asked questions) as :func:`actions.info.load_faq` reads it: YAML, shape,
+     unique ids and questions, at least three questions and a short spoken answer per entry.
 
    Then, if those pass, Rasa's own validator through :func:`bot.train.validate` (the check ``make run`` does
    before training; it also catches story conflicts). Its messages name no lines, ours do, which is why ours
@@ -460,8 +462,27 @@ def read_data(inputs: train.RasaInputs, actions: Path) -> tuple[NluData, list[Fi
             found.append(
                 Finding(shown, None, f"could not be read as Rasa data ({type(exc).__name__}: {exc})")
             )
+    found += faq_findings(inputs)
     scan_actions(actions, data, inputs.root)
     return data, found
+
+
+FAQ_FILE = "faq.yml"
+"""The frequently asked questions, beside ``domain.yml`` (optional: a data folder without one has no FAQ)."""
+
+
+def faq_findings(inputs: train.RasaInputs) -> list[Finding]:
+    """``faq.yml`` read as the bot reads it (:func:`actions.info.load_faq`): its first problem, if any."""
+    path = inputs.data / FAQ_FILE
+    if not path.is_file():
+        return []
+    from actions.info import FaqError, load_faq
+
+    try:
+        load_faq(path)
+    except FaqError as exc:
+        return [Finding(inputs.display(path), exc.line, exc.message)]
+    return []
 
 
 # --- the checks -----------------------------------------------------------------------------------------
