@@ -13,22 +13,35 @@ Logs carry the conversation id only: never caller numbers, PINs, balances or wha
 from __future__ import annotations
 
 import logging
+import re
+from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
-from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import ActionExecuted, ActiveLoop, EventType, SessionStarted, SlotSet
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActionExecuted, ActiveLoop, EventType, FollowupAction, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.speech import say_money
-from actions.store import CustomerStore, StoreConfig, StoreError, open_store
-from actions.vault import UNAVAILABLE, SecretStash, SecretStashError
+from actions.speech import digits_from_speech, number_words, say_date, say_digits, say_money, say_time
+from actions.store import (
+    EXISTING,
+    NEW,
+    RETURNING,
+    CustomerStore,
+    Incident,
+    Order,
+    OrderLine,
+    StoreConfig,
+    StoreError,
+    open_store,
+)
+from actions.vault import SecretStash
 
 log = logging.getLogger(__name__)
 
-MAX_PIN_ATTEMPTS = 3
-PIN_LENGTH = 4
 MAX_MISUNDERSTANDINGS = 2
+FAQ_PATH = Path(__file__).resolve().parent.parent / "nlu-data" / "faq.yml"
 
 REASON_REQUESTED = "requested"
 REASON_NO_MATCH = "no-match"
@@ -37,8 +50,34 @@ REASON_NOT_FOUND = "not-found"
 REASON_TECHNICAL = "technical"
 REASONS = (REASON_REQUESTED, REASON_NO_MATCH, REASON_VERIFICATION_FAILED, REASON_NOT_FOUND, REASON_TECHNICAL)
 
-SKILL_BY_TASK = {"balance": "billing", "order_status": "orders", "appointment": "bookings"}
+SKILL_BY_TASK = {
+    "balance": "billing",
+    "order_status": "orders",
+    "place_order": "sales",
+    "appointment": "bookings",
+    "reschedule": "bookings",
+    "cancel_appointment": "bookings",
+    "ask_appointment": "bookings",
+    "support": "support",
+    "incident_status": "support",
+}
 DEFAULT_SKILL = "general"
+SALES_SKILL = "sales"
+"""New and returning callers who ask for a person go to sales (the seeds' sales focus)."""
+
+CONTEXT_SLOTS = (
+    "order_ref",
+    "product",
+    "quantity",
+    "booking_text",
+    "offer_text",
+    "problem",
+    "severity",
+    "callback_number",
+    "callback_when",
+    "referral",
+)
+"""Slots an agent may see in the handoff context (never the PIN or date of birth slots)."""
 
 _METADATA_LIMITS = {"call_id": 64, "caller_number": 32}
 
@@ -82,8 +121,17 @@ def handoff_payload(tracker: Tracker, reason: str) -> dict[str, Any]:
         "task": task,
         "last_intent": (tracker.latest_message.get("intent") or {}).get("name"),
         "pin_attempts": int(tracker.get_slot("pin_attempts") or 0),
+        "caller_kind": tracker.get_slot("caller_kind"),
+        "slots": {
+            name: value for name in CONTEXT_SLOTS if (value := tracker.get_slot(name)) not in (None, False)
+        },
     }
-    return {"reason": reason, "skill": SKILL_BY_TASK.get(task or "", DEFAULT_SKILL), "context": context}
+    if verified is False:
+        context["slots"] = {}  # nothing about the account before verification, not even to the agent screen
+    skill = SKILL_BY_TASK.get(task or "")
+    if skill is None:
+        skill = SALES_SKILL if tracker.get_slot("caller_kind") in (NEW, RETURNING) else DEFAULT_SKILL
+    return {"reason": reason, "skill": skill, "context": context}
 
 
 def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) -> list[EventType]:
@@ -93,7 +141,7 @@ def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) ->
     dispatcher.utter_message(response="utter_handoff_" + reason.replace("-", "_"))
     dispatcher.utter_message(json_message={"handoff": handoff_payload(tracker, reason)})
     log.info("handoff conversation=%s reason=%s", tracker.sender_id, reason)
-    events: list[EventType] = [SlotSet("handoff_reason", reason)]
+    events: list[EventType] = [SlotSet("handoff_reason", reason), SlotSet("pending_task", None)]
     if tracker.active_loop.get("name"):
         events += [ActiveLoop(None), SlotSet("requested_slot", None)]
     return events
@@ -137,96 +185,33 @@ class ActionSessionStart(Action):
             SlotSet("caller_number", caller_number),
         ]
         if (latest.get("intent") or {}).get("name") == "session_start":
-            dispatcher.utter_message(response="utter_greet")
+            kind = await _record_call(caller_number, tracker.sender_id)
+            events.append(SlotSet("caller_kind", kind))
+            dispatcher.utter_message(response=f"utter_greet_{kind}" if kind else "utter_greet")
         events.append(ActionExecuted("action_listen"))
         return events
 
 
-# --- verification -----------------------------------------------------------------------------------
+async def _record_call(caller_number: str | None, conversation: str) -> str | None:
+    """Count the call in the store: new, returning or existing caller (None: withheld number, or no store)."""
+    if not caller_number:
+        return None
+    try:
+        record = await backends.store.record_call(caller_number)
+    except StoreError:
+        log.warning("could not record the call conversation=%s", conversation)
+        return None
+    return record.kind if record is not None else None
 
 
-class ValidateVerifyForm(FormValidationAction):
-    """Checks the PIN the caller gave (through the channel's reference, never in clear).
-
-    The form ends (``requested_slot`` None) as soon as there is nothing left to ask: the caller is
-    verified, or the call has to go to a person (``handoff_reason`` set: unknown number, three wrong
-    PINs, a backend fault). ``action_resume_task`` then carries on or hands over.
-    """
-
-    def name(self) -> str:
-        return "validate_verify_form"
-
-    async def required_slots(
-        self,
-        domain_slots: list[str],
-        dispatcher: CollectingDispatcher,
-        tracker: Tracker,
-        domain: DomainDict,
-    ) -> list[str]:
-        if tracker.get_slot("verified") or tracker.get_slot("handoff_reason"):
-            return []
-        return domain_slots
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> list[EventType]:
-        before: list[EventType] = []
-        if not tracker.get_slot("verified") and not tracker.get_slot("handoff_reason"):
-            try:
-                customer = await backends.store.find_by_phone(tracker.get_slot("caller_number"))
-            except StoreError:
-                log.warning("store lookup failed conversation=%s", tracker.sender_id)
-                before = [SlotSet("handoff_reason", REASON_TECHNICAL)]
-            else:
-                if customer is None:
-                    before = [SlotSet("handoff_reason", REASON_NOT_FOUND)]
-            tracker.add_slots(before)
-        return before + await super().run(dispatcher, tracker, domain)
-
-    async def validate_pin(
-        self,
-        slot_value: Any,
-        dispatcher: CollectingDispatcher,
-        tracker: Tracker,
-        domain: DomainDict,
-    ) -> dict[str, Any]:
-        """``slot_value`` is the channel's reference to the PIN; the PIN itself never becomes a slot."""
-        if tracker.get_slot("handoff_reason") or tracker.get_slot("verified"):
-            return {"pin": None}
-        if slot_value == UNAVAILABLE:
-            return {"pin": None, "handoff_reason": REASON_TECHNICAL}
-        try:
-            pin = await backends.stash.take(str(slot_value), tracker.sender_id)
-            customer = await backends.store.find_by_phone(tracker.get_slot("caller_number"))
-            ok = (
-                customer is not None
-                and pin is not None
-                and len(pin) == PIN_LENGTH
-                and await backends.store.check_pin(customer.customer_id, pin)
-            )
-        except (SecretStashError, StoreError):
-            log.warning("verification backend failed conversation=%s", tracker.sender_id)
-            return {"pin": None, "handoff_reason": REASON_TECHNICAL}
-        finally:
-            pin = None  # drop the PIN as soon as it has been compared
-        if customer is None:
-            return {"pin": None, "handoff_reason": REASON_NOT_FOUND}
-        if ok:
-            log.info("verified conversation=%s", tracker.sender_id)
-            return {"pin": None, "verified": True, "customer_id": customer.customer_id}
-        attempts = int(tracker.get_slot("pin_attempts") or 0) + 1
-        log.info("pin mismatch conversation=%s attempt=%d", tracker.sender_id, attempts)
-        if attempts >= MAX_PIN_ATTEMPTS:
-            return {"pin": None, "pin_attempts": attempts, "handoff_reason": REASON_VERIFICATION_FAILED}
-        dispatcher.utter_message(response="utter_pin_wrong")
-        return {"pin": None, "pin_attempts": attempts}
+# --- doing the task once its form is over -------------------------------------------------------------
 
 
 class ActionResumeTask(Action):
-    """After verification: do what the caller asked for, or hand over if verification could not finish.
+    """After a task's form: do what the caller asked for, or hand over, or say goodbye.
 
-    To put another task behind verification: map its intent to a ``pending_task`` value in domain.yml,
-    add a rule "intent -> verify_form" in nlu-data/stories/, and a branch here.
+    To add a task: an intent, a ``pending_task`` value for it in domain.yml, a form (or ``verify_form``) in
+    the rules, its validation in ``actions/forms.py``, and a method ``_task_<pending_task>`` here.
     """
 
     def name(self) -> str:
@@ -238,20 +223,355 @@ class ActionResumeTask(Action):
         reason = tracker.get_slot("handoff_reason")
         if reason:
             return hand_off(dispatcher, tracker, reason)
+        if tracker.get_slot("end_call"):
+            dispatcher.utter_message(response="utter_goodbye")
+            return [SlotSet("pending_task", None)]
         if not tracker.get_slot("verified"):
             return hand_off(dispatcher, tracker, REASON_TECHNICAL)
         task = tracker.get_slot("pending_task")
-        if task == "balance":
-            try:
-                balance = await backends.store.balance(str(tracker.get_slot("customer_id")))
-            except StoreError:
-                log.warning("balance lookup failed conversation=%s", tracker.sender_id)
-                return hand_off(dispatcher, tracker, REASON_TECHNICAL)
-            dispatcher.utter_message(response="utter_balance", amount=say_money(balance.cents))
-            dispatcher.utter_message(response="utter_anything_else")
+        handler = getattr(self, f"_task_{task}", None)
+        if handler is None:
+            dispatcher.utter_message(response="utter_how_can_help")
             return [SlotSet("pending_task", None)]
-        dispatcher.utter_message(response="utter_how_can_help")
-        return [SlotSet("pending_task", None)]
+        customer_id = str(tracker.get_slot("customer_id"))
+        try:
+            events: list[EventType] = await handler(dispatcher, tracker, customer_id)
+        except StoreError:
+            log.warning("task failed conversation=%s task=%s", tracker.sender_id, task)
+            return hand_off(dispatcher, tracker, REASON_TECHNICAL)
+        dispatcher.utter_message(response="utter_anything_else")
+        return [*events, SlotSet("pending_task", None), SlotSet("task_result", None)]
+
+    async def _task_balance(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        account = await backends.store.get_account(customer_id)
+        if account is None:
+            dispatcher.utter_message(response="utter_no_account")
+            return []
+        owed = account.balance_cents < 0
+        amount = say_money(abs(account.balance_cents))
+        if account.last_payment_cents is not None and account.last_payment_date is not None:
+            dispatcher.utter_message(
+                response="utter_owed_and_payment" if owed else "utter_balance_and_payment",
+                amount=amount,
+                paid=say_money(account.last_payment_cents),
+                date=say_date(account.last_payment_date, date.today()),
+            )
+        else:
+            response = "utter_balance_owed" if owed else "utter_balance"
+            dispatcher.utter_message(response=response, amount=amount)
+        return []
+
+    async def _task_order_status(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        ref = tracker.get_slot("order_ref")
+        if ref == "last":
+            order = await backends.store.last_order(customer_id)
+            if order is None:
+                dispatcher.utter_message(response="utter_no_orders")
+                return []
+        else:
+            order = await backends.store.get_order(str(ref), customer_id)
+            if order is None:
+                dispatcher.utter_message(response="utter_order_not_found")
+                return []
+        dispatcher.utter_message(response="utter_order_status", order_status_text=order_status_text(order))
+        return []
+
+    async def _task_place_order(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        if tracker.get_slot("order_ok") is not True:
+            dispatcher.utter_message(response="utter_order_dropped")
+            return []
+        lines = [OrderLine(str(tracker.get_slot("product")), int(tracker.get_slot("quantity") or 1))]
+        if tracker.get_slot("upsell_ok") is True and tracker.get_slot("upsell"):
+            lines.append(OrderLine(str(tracker.get_slot("upsell")), 1))
+        order = await backends.store.create_order(customer_id, lines)
+        log.info("order placed conversation=%s lines=%d", tracker.sender_id, len(lines))
+        eta = on_day(order.eta) if order.eta else "soon"
+        dispatcher.utter_message(response="utter_order_placed", number=say_digits(order.number), eta=eta)
+        return []
+
+    async def _task_appointment(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        if tracker.get_slot("task_result") == "no_slots" or tracker.get_slot("slot_ok") is not True:
+            dispatcher.utter_message(response="utter_no_free_slots")
+            return []
+        dispatcher.utter_message(response="utter_booked", booking_text=tracker.get_slot("booking_text"))
+        return []
+
+    async def _task_reschedule(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        if tracker.get_slot("task_result") == "no_slots" or tracker.get_slot("slot_ok") is not True:
+            dispatcher.utter_message(response="utter_no_free_slots")
+            return []
+        dispatcher.utter_message(response="utter_rescheduled", booking_text=tracker.get_slot("booking_text"))
+        return []
+
+    async def _task_cancel_appointment(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        if tracker.get_slot("task_result") == "no_booking":
+            dispatcher.utter_message(response="utter_no_booking")
+        elif tracker.get_slot("cancel_ok") is True:
+            dispatcher.utter_message(response="utter_cancelled")
+        else:
+            dispatcher.utter_message(response="utter_kept")
+        return []
+
+    async def _task_ask_appointment(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        booking = await backends.store.next_booking(customer_id)
+        if booking is None:
+            dispatcher.utter_message(response="utter_no_booking")
+            return []
+        names = {b.branch_id: b.name for b in await backends.store.branches()}
+        text = (
+            f"{say_date(booking.slot.starts.date(), date.today())} at {say_time(booking.slot.starts.time())}"
+        )
+        text += f" at {names.get(booking.slot.branch_id, 'our branch')}"
+        dispatcher.utter_message(response="utter_current_booking", booking_text=text)
+        return []
+
+    async def _task_support(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        from actions.forms import priority_for, unhappy_words
+
+        problem = str(tracker.get_slot("problem") or "")
+        severity = tracker.get_slot("severity")
+        unhappy = unhappy_words(problem)
+        if not unhappy and severity not in ("total", "partial"):
+            account = await backends.store.get_account(customer_id)
+            open_tickets = await backends.store.open_incidents(customer_id)
+            unhappy = bool(open_tickets) or (account is not None and account.balance_cents < 0)
+        products = await backends.store.list_products()
+        from actions.forms import match_product
+
+        product = match_product(problem, products)
+        number = (
+            tracker.get_slot("caller_number")
+            if tracker.get_slot("callback_ok") is True
+            else tracker.get_slot("callback_number")
+        )
+        window = _window(tracker.get_slot("callback_when"))
+        incident = await backends.store.create_incident(
+            customer_id,
+            product.product_id if product else None,
+            priority_for(severity, unhappy),
+            problem,
+            callback_number=str(number) if number else None,
+            callback_window=window,
+        )
+        log.info("incident registered conversation=%s priority=%d", tracker.sender_id, incident.priority)
+        when = window_words(window) if window else "as soon as we can"
+        dispatcher.utter_message(
+            response="utter_incident_registered", ticket=say_digits(incident.ticket), window=when
+        )
+        return []
+
+    async def _task_incident_status(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
+    ) -> list[EventType]:
+        from actions.forms import task_text
+
+        digits = digits_from_speech(task_text(tracker)) or ""
+        if len(digits) == 6:
+            incident = await backends.store.get_incident(digits, customer_id)
+            if incident is None:
+                dispatcher.utter_message(response="utter_incident_not_found")
+                return []
+        else:
+            open_tickets = await backends.store.open_incidents(customer_id)
+            if not open_tickets:
+                dispatcher.utter_message(response="utter_no_incidents")
+                return []
+            incident = open_tickets[0]
+        dispatcher.utter_message(response="utter_incident_status", incident_text=incident_text(incident))
+        return []
+
+
+_ORDER_STATUS_WORDS = {
+    "received": "has been received",
+    "processing": "is being prepared",
+    "shipped": "is on its way",
+    "delivered": "has been delivered",
+    "cancelled": "was cancelled",
+}
+_INCIDENT_STATUS_WORDS = {
+    "open": "is open and waiting for a colleague",
+    "in_progress": "is being worked on",
+    "resolved": "is resolved",
+    "closed": "is closed",
+}
+
+
+def order_status_text(order: Order) -> str:
+    """ "Order one zero zero zero zero four, a wireless headset, is on its way. It should arrive ..." """
+    what = order.items[0].name if len(order.items) == 1 else f"{number_words(len(order.items))} items"
+    status = _ORDER_STATUS_WORDS.get(order.status, order.status)
+    first = f"Order {say_digits(order.number)}, {_article(what)}, {status}."
+    if order.eta is not None and order.status not in ("delivered", "cancelled"):
+        return f"{first[:-1]} and should arrive {on_day(order.eta)}."
+    return first
+
+
+def incident_text(incident: Incident) -> str:
+    status = _INCIDENT_STATUS_WORDS.get(incident.status, incident.status.replace("_", " "))
+    first = f"Ticket {say_digits(incident.ticket)} {status}."
+    if (
+        incident.status in ("open", "in_progress")
+        and incident.callback_from is not None
+        and incident.callback_until is not None
+        and incident.callback_until > datetime.now()
+    ):
+        window = window_words((incident.callback_from, incident.callback_until))
+        return f"{first[:-1]}, and we'll call you back {window}."
+    return first
+
+
+def on_day(day: date) -> str:
+    """ "tomorrow", "on Tuesday the first of December" """
+    said = say_date(day, date.today())
+    return said if said in ("today", "tomorrow") else f"on {said}"
+
+
+def window_words(window: tuple[datetime, datetime]) -> str:
+    start, end = window
+    day = say_date(start.date(), date.today())
+    return f"{day} between {say_time(start.time())} and {say_time(end.time())}"
+
+
+def _window(value: Any) -> tuple[datetime, datetime] | None:
+    try:
+        start_text, end_text = str(value).split("|")
+        return datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
+    except ValueError:
+        return None
+
+
+def _article(what: str) -> str:
+    if what[0].isdigit():
+        return what
+    return ("an " if what[0].lower() in "aeiou" else "a ") + what
+
+
+# --- information line, referral, out of scope -----------------------------------------------------------
+
+
+def say_then_offer_more(dispatcher: CollectingDispatcher, text: str) -> None:
+    """An answer, then "anything else?" unless the answer already took two sentences."""
+    dispatcher.utter_message(response="utter_info", info_text=text)
+    if len([s for s in re.split(r"[.?!]+", text) if s.strip()]) < 2:
+        dispatcher.utter_message(response="utter_anything_else")
+
+
+class ActionOutOfScope(Action):
+    """One short answer, and what the bot can do for this kind of caller."""
+
+    def name(self) -> str:
+        return "action_out_of_scope"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
+        dispatcher.utter_message(response="utter_out_of_scope" if existing else "utter_out_of_scope_sales")
+        return []
+
+
+class ActionReferral(Action):
+    """ "A friend recommended you": welcome them, and remember how they came to us."""
+
+    def name(self) -> str:
+        return "action_referral"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        try:
+            customer = await backends.store.find_customer_by_number(tracker.get_slot("caller_number"))
+            if customer is not None and customer.referral_source is None:
+                await backends.store.set_referral_source(customer.customer_id, "friend")
+        except StoreError:
+            log.warning("could not record the referral conversation=%s", tracker.sender_id)
+        dispatcher.utter_message(response="utter_referral")
+        return [SlotSet("referral", True)]
+
+
+class ActionHours(Action):
+    """Opening hours (the information line, no verification)."""
+
+    def name(self) -> str:
+        return "action_hours"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        from actions.info import hours_reply
+
+        try:
+            branches = await backends.store.branches()
+        except StoreError:
+            return hand_off(dispatcher, tracker, REASON_TECHNICAL)
+        text = hours_reply(branches, tracker.latest_message.get("text") or "", datetime.now())
+        say_then_offer_more(dispatcher, text)
+        return []
+
+
+class ActionBranches(Action):
+    """Addresses and the nearest branch (the information line, no verification)."""
+
+    def name(self) -> str:
+        return "action_branches"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        from actions.info import branch_reply
+
+        try:
+            branches = await backends.store.branches()
+        except StoreError:
+            return hand_off(dispatcher, tracker, REASON_TECHNICAL)
+        text = branch_reply(branches, tracker.latest_message.get("text") or "")
+        say_then_offer_more(dispatcher, text)
+        return []
+
+
+class ActionFaq(Action):
+    """Frequent questions, answered from nlu-data/faq.yml; no answer -> the offer of a person."""
+
+    def name(self) -> str:
+        return "action_faq"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        entry = faq().answer(tracker.latest_message.get("text") or "")
+        if entry is None:
+            dispatcher.utter_message(response="utter_faq_unknown")
+            return [FollowupAction("utter_offer_agent")]
+        say_then_offer_more(dispatcher, entry.answer)
+        return []
+
+
+_FAQ: list[Any] = []
+
+
+def faq() -> Any:
+    """The FAQ file, loaded once per action server (editors' changes apply on the next start)."""
+    if not _FAQ:
+        from actions.info import load_faq
+
+        _FAQ.append(load_faq(FAQ_PATH))
+    return _FAQ[0]
 
 
 # --- escape and misunderstanding ------------------------------------------------------------------------

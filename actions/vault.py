@@ -1,4 +1,4 @@
-"""Keeping PINs (and later dates of birth) out of the conversation record.
+"""Keeping PINs and dates of birth out of the conversation record.
 
 Everything a caller says is written into Rasa's tracker (in Redis, for as long as the tracker lives). A PIN
 must not be. So while a *sensitive* slot is being asked for, the Attendant channel (``bot/rasa_channel.py``)
@@ -26,6 +26,8 @@ KEY_PREFIX = "attendant:secret:"
 TTL_S = 120
 REF_ALPHABET = string.ascii_lowercase
 REF_LEN = 24
+UNREADABLE = "?"
+"""Put aside instead of words that look like a date of birth but do not make one (never recorded either)."""
 UNAVAILABLE = "unavailable"
 """The reference the channel sends when it could not put a value aside: verification becomes a handoff."""
 

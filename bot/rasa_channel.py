@@ -48,9 +48,10 @@ Conversation contract with the gateway
 - **Failure.** If the assistant fails on a turn or has nothing to say, this channel answers with the
   ``utter_handoff_technical`` line and a ``technical`` handoff, so the caller always reaches a person.
 
-PINs never enter the conversation record: while a slot listed in ``sensitive_slots`` (credentials.yml) is
-being asked for, digits in the message (spoken or keyed) are put aside in Redis (``actions/vault.py``) and
-Rasa receives ``/inform_digits{"secret_ref": "<reference>"}`` instead. The reply to such a turn starts with
+PINs and dates of birth never enter the conversation record: while a slot listed in ``sensitive_slots``
+(credentials.yml: ``pin``, ``dob``) is being asked for, the digits (PIN) or the date (date of birth) in
+the message, spoken or keyed, are put aside in Redis (``actions/vault.py``) and Rasa receives
+``/inform_digits{"secret_ref": "<reference>"}`` instead. The reply to such a turn starts with
 ``{"custom": {"input_redacted": true}}`` so the gateway masks the caller's words in its own transcript.
 This module logs sender ids only, never message text, numbers or metadata.
 """
@@ -71,7 +72,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from actions.speech import digits_from_speech, is_filler_only
-from actions.vault import UNAVAILABLE, SecretStash, SecretStashError
+from actions.vault import UNAVAILABLE, UNREADABLE, SecretStash, SecretStashError
+from actions.when import parse_dob
 
 log = logging.getLogger(__name__)
 
@@ -169,31 +171,59 @@ class AttendantInput(RestInput):
         return bp
 
     async def _shield_secrets(self, request: Request, sender: str, text: str) -> str:
-        """Replace digits with a stash reference while a sensitive slot (the PIN) is being asked for."""
+        """Put a PIN or a date of birth aside while it is being asked for; Rasa gets a reference.
+
+        At the PIN prompt the digits in the words are the secret; at the date-of-birth prompt, a date
+        (kept as ``YYYY-MM-DD``), or :data:`~actions.vault.UNREADABLE` for words that look like a date but
+        do not make one ("the thirty second of smarch"), so they are not recorded either.
+        """
         if text.startswith("/"):
             return text
-        digits = digits_from_speech(text)
-        if digits is None or not await self._asking_sensitive(request, sender):
+        secret = secret_in(text, await self._asking_sensitive(request, sender))
+        if secret is None:
             return text
-        ref = UNAVAILABLE  # never pass the digits on in clear, even when they cannot be put aside
+        ref = UNAVAILABLE  # never pass the secret on in clear, even when it cannot be put aside
         if self._stash is None:
             log.error("no Redis configured for secrets (credentials.yml) sender=%s", sender)
         else:
             try:
-                ref = await self._stash.put(sender, digits)
+                ref = await self._stash.put(sender, secret)
             except SecretStashError:
                 log.warning("could not put a secret aside sender=%s", sender)
         return "/inform_digits" + json.dumps({"secret_ref": ref})
 
-    async def _asking_sensitive(self, request: Request, sender: str) -> bool:
+    async def _asking_sensitive(self, request: Request, sender: str) -> str | None:
+        """The sensitive slot being asked for right now, if any."""
         agent = getattr(request.app.ctx, "agent", None)
         store = getattr(agent, "tracker_store", None)
         if store is None:
-            return False
+            return None
         tracker = await store.retrieve(sender)
         if tracker is None or not tracker.active_loop_name:
-            return False
-        return tracker.get_slot("requested_slot") in self._sensitive
+            return None
+        slot = tracker.get_slot("requested_slot")
+        return str(slot) if slot in self._sensitive else None
+
+
+_DATE_WORDS = re.compile(
+    r"\b(january|february|march|april|june|july|august|september|october|november|december|first|second|"
+    r"third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|[a-z]+teenth|twentieth|"
+    r"thirtieth|\d+(st|nd|rd|th))\b"
+)
+
+
+def secret_in(text: str, slot: str | None) -> str | None:
+    """What to put aside from ``text`` while ``slot`` is asked for; ``None`` when nothing (let it through)."""
+    if slot is None:
+        return None
+    if slot == "dob":
+        born = parse_dob(text)
+        if born is not None:
+            return born.isoformat()
+        if digits_from_speech(text) is not None or _DATE_WORDS.search(text.lower()):
+            return UNREADABLE
+        return None
+    return digits_from_speech(text)
 
 
 def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:

@@ -24,7 +24,7 @@ Demo callers (numbers in the 555-01xx fiction range; PINs and dates of birth are
 Catalogue: P-100 phone charger $19.99, P-200 wireless headset $59.00 (promotion), P-300 screen protector
 $9.50, P-400 extended warranty $29.00, P-900 desk phone (discontinued). Branches: B-DT Downtown
 (Mon-Fri 9:00-17:30, Sat 10:00-14:00), B-RS Riverside (Mon-Fri 8:00-20:00, Sat 9:00-17:00); hourly slots
-with one advisor each, for seven days from today.
+with one advisor each, for fourteen days from today.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ BRANCHES: tuple[tuple[str, str, str, str, str, str, dict[int, tuple[time, time]]
 )  # fmt: skip
 RESOURCE = "advisor"
 SLOT_MINUTES = 60
-SLOT_DAYS = 7
+SLOT_DAYS = 14
 
 # (ticket, customer, product, priority, status, description, created days ago, callback tomorrow from/until)
 INCIDENTS: tuple[tuple[str, str, str, int, str, str, int, tuple[int, int] | None], ...] = (
