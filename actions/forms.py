@@ -38,7 +38,7 @@ from actions.actions import (
     REASON_VERIFICATION_FAILED,
     backends,
 )
-from actions.speech import digits_from_speech, say_date, say_digits, say_money, say_time
+from actions.speech import digits_from_speech, number_words, say_date, say_digits, say_money, say_time
 from actions.store import Booking, Product, Slot, SlotTaken, StoreError
 from actions.vault import UNAVAILABLE, UNREADABLE, SecretStashError, is_ref
 from actions.when import Window, parse_quantity, parse_when
@@ -65,6 +65,10 @@ TASK_INTENTS = {
 
 _YES = frozenset("yes yeah yep yup sure correct right ok okay fine please absolutely definitely".split())
 _NO = frozenset("no nope nah not don't dont wrong never".split())
+_DONT_KNOW = re.compile(
+    r"\b(don'?t know|do not know|forgot|forgotten|no idea|not sure|can'?t remember|cannot remember|"
+    r"don'?t have|do not have|don'?t remember|lost it)\b"
+)
 _LAST = re.compile(r"\b(last|latest|recent|newest|most recent)\b")
 
 
@@ -288,9 +292,12 @@ class TaskForm(FormValidationAction):
             return {slot: None, "handoff_reason": REASON_TECHNICAL}
         if not is_ref(value):
             # Not a PIN or a date: "i don't know it", or something else entirely.
-            if intent_of(tracker) == "deny":
+            if intent_of(tracker) == "deny" or _DONT_KNOW.search(str(value or "").lower()):
                 return await self._other_way(slot, dispatcher, tracker)
-            dispatcher.utter_message(response="utter_pin_needed")
+            not_understood = intent_of(tracker) == "nlu_fallback"
+            dispatcher.utter_message(
+                response="utter_rephrase_short" if not_understood else "utter_pin_needed"
+            )
             return self.missed(slot, tracker, dispatcher, None)
         try:
             secret = await backends.stash.take(str(value), tracker.sender_id)
@@ -530,7 +537,7 @@ class ValidateOrderForm(TaskForm):
 
 
 def _count(n: int) -> str:
-    return "One" if n == 1 else str(n)
+    return number_words(n).capitalize()
 
 
 def _plural(name: str) -> str:
