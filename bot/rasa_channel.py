@@ -38,10 +38,12 @@ Conversation contract with the gateway
 - **Handoff.** An item ``{"custom": {"handoff": {"reason": R, "skill": S, "context": {...}}}}``: finish
   speaking, then hand the call to a person. ``R`` is one of ``requested`` (caller asked for an agent,
   operator, a real person, or accepted our offer), ``no-match`` (not understood twice in a row),
-  ``verification-failed`` (three wrong PINs, or no PIN to give), ``not-found`` (the calling number is not a
-  customer's), ``technical`` (a backend or the assistant failed). ``S`` is ``billing``, ``orders``,
-  ``bookings`` or ``general``. ``context`` holds ``call_id``, ``caller_number``, ``verified``,
-  ``customer_id`` (when verified), ``task``, ``last_intent``, ``pin_attempts`` — never the PIN.
+  ``verification-failed`` (three failed checks, or neither PIN nor date of birth to give), ``not-found``
+  (the calling number is not a customer's), ``technical`` (a backend or the assistant failed). ``S`` is
+  ``billing``, ``orders``, ``sales``, ``bookings``, ``support`` or ``general``. ``context`` holds
+  ``call_id``, ``caller_number``, ``verified``, ``customer_id`` (when verified), ``task``, ``last_intent``,
+  ``pin_attempts``, ``caller_kind`` and ``slots`` (what the task learned: order number, product, appointment,
+  problem, call-back) — never the PIN or the date of birth.
 - **Fillers.** An utterance of fillers only ("uh", "hmm", "the") counts as not understood: Rasa gets
   ``/nlu_fallback`` and the words heard go into the turn's metadata as ``heard``.
 - **Replies** are at most two short sentences with one question.
