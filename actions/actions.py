@@ -61,6 +61,15 @@ SKILL_BY_TASK = {
     "support": "support",
     "incident_status": "support",
 }
+FORM_FOR_TASK = {
+    "order_status": "order_status_form",
+    "place_order": "order_form",
+    "appointment": "booking_form",
+    "reschedule": "booking_form",
+    "cancel_appointment": "cancel_form",
+    "support": "support_form",
+}
+"""The form of each task; the others (balance, appointment time, ticket status) only verify."""
 DEFAULT_SKILL = "general"
 SALES_SKILL = "sales"
 """New and returning callers who ask for a person go to sales (the seeds' sales focus)."""
@@ -111,7 +120,7 @@ backends = _Backends()
 
 def handoff_payload(tracker: Tracker, reason: str) -> dict[str, Any]:
     """The structured handoff request: reason, the skill needed, and what the bot learned."""
-    task = tracker.get_slot("pending_task")
+    task = tracker.get_slot("active_task") or tracker.get_slot("pending_task")
     verified = bool(tracker.get_slot("verified"))
     context: dict[str, Any] = {
         "call_id": tracker.get_slot("call_id"),
@@ -141,7 +150,7 @@ def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: str) ->
     dispatcher.utter_message(response="utter_handoff_" + reason.replace("-", "_"))
     dispatcher.utter_message(json_message={"handoff": handoff_payload(tracker, reason)})
     log.info("handoff conversation=%s reason=%s", tracker.sender_id, reason)
-    events: list[EventType] = [SlotSet("handoff_reason", reason), SlotSet("pending_task", None)]
+    events: list[EventType] = [SlotSet("handoff_reason", reason)]
     if tracker.active_loop.get("name"):
         events += [ActiveLoop(None), SlotSet("requested_slot", None)]
     return events
@@ -210,8 +219,9 @@ async def _record_call(caller_number: str | None, conversation: str) -> str | No
 class ActionResumeTask(Action):
     """After a task's form: do what the caller asked for, or hand over, or say goodbye.
 
-    To add a task: an intent, a ``pending_task`` value for it in domain.yml, a form (or ``verify_form``) in
-    the rules, its validation in ``actions/forms.py``, and a method ``_task_<pending_task>`` here.
+    The task is the one the form started with (``active_task``), even if the caller's later answers looked
+    like other requests. To add a task: an intent, a ``pending_task`` value for it in domain.yml, a form (or
+    ``verify_form``) in the rules, its validation in ``actions/forms.py``, and a method ``_task_<task>`` here.
     """
 
     def name(self) -> str:
@@ -225,14 +235,18 @@ class ActionResumeTask(Action):
             return hand_off(dispatcher, tracker, reason)
         if tracker.get_slot("end_call"):
             dispatcher.utter_message(response="utter_goodbye")
-            return [SlotSet("pending_task", None)]
+            return [SlotSet("active_task", None)]
         if not tracker.get_slot("verified"):
             return hand_off(dispatcher, tracker, REASON_TECHNICAL)
-        task = tracker.get_slot("pending_task")
+        if tracker.get_slot("task_result") == "switch":
+            # The caller asked for something else in the middle: start that task's form (already verified).
+            form = FORM_FOR_TASK.get(str(tracker.get_slot("pending_task")), "verify_form")
+            return [SlotSet("task_result", None), SlotSet("active_task", None), FollowupAction(form)]
+        task = tracker.get_slot("active_task")
         handler = getattr(self, f"_task_{task}", None)
         if handler is None:
             dispatcher.utter_message(response="utter_how_can_help")
-            return [SlotSet("pending_task", None)]
+            return [SlotSet("active_task", None)]
         customer_id = str(tracker.get_slot("customer_id"))
         try:
             events: list[EventType] = await handler(dispatcher, tracker, customer_id)
@@ -240,7 +254,7 @@ class ActionResumeTask(Action):
             log.warning("task failed conversation=%s task=%s", tracker.sender_id, task)
             return hand_off(dispatcher, tracker, REASON_TECHNICAL)
         dispatcher.utter_message(response="utter_anything_else")
-        return [*events, SlotSet("pending_task", None), SlotSet("task_result", None)]
+        return [*events, SlotSet("active_task", None), SlotSet("task_result", None)]
 
     async def _task_balance(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str

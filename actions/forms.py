@@ -49,6 +49,8 @@ MAX_VERIFY_ATTEMPTS = 3
 MAX_MISSES = 2
 PIN_LENGTH = 4
 MAX_DECLINED = 3
+SWITCH_CONFIDENCE = 0.9
+"""How sure the classifier must be that an answer is really a new request before the task changes."""
 SEARCH_AHEAD = timedelta(days=14)
 
 TASK_INTENTS = {
@@ -81,7 +83,7 @@ def intent_of(tracker: Tracker) -> str | None:
 
 def task_text(tracker: Tracker) -> str:
     """What the caller said when asking for the current task (empty for a keypad shortcut)."""
-    task = tracker.get_slot("pending_task")
+    task = tracker.get_slot("active_task") or tracker.get_slot("pending_task")
     for event in reversed(tracker.events):
         if event.get("event") != "user":
             continue
@@ -207,7 +209,9 @@ class TaskForm(FormValidationAction):
         before: dict[str, Any] = {}
         if tracker.get_slot("requested_slot") is None:  # the form is starting
             before = {name: None for name in self.task_slots_reset}
-            before.update(misses=0, task_result=None, end_call=False)
+            before.update(
+                misses=0, task_result=None, end_call=False, active_task=tracker.get_slot("pending_task")
+            )
             _apply(tracker, before)
             if tracker.get_slot("verified"):
                 _apply(tracker, changes := await self._begin_task(dispatcher, tracker, domain))
@@ -250,6 +254,15 @@ class TaskForm(FormValidationAction):
             return {slot: None, "handoff_reason": REASON_REQUESTED}
         if intent == "goodbye":
             return {slot: None, "end_call": True}
+        other = TASK_INTENTS.get(intent or "")
+        confidence = float((tracker.latest_message.get("intent") or {}).get("confidence") or 0.0)
+        if (
+            other is not None
+            and other != tracker.get_slot("active_task")
+            and confidence >= SWITCH_CONFIDENCE
+            and tracker.get_slot("verified")
+        ):
+            return {slot: None, "task_result": "switch"}  # action_resume_task starts the other task
         return None
 
     def missed(
@@ -579,12 +592,12 @@ class ValidateBookingForm(TaskForm):
     async def start(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        if tracker.get_slot("pending_task") != "reschedule":
+        if tracker.get_slot("active_task") != "reschedule":
             return {"booking_id": None}
         booking = await backends.store.next_booking(str(tracker.get_slot("customer_id")))
         if booking is None:
             dispatcher.utter_message(response="utter_no_booking_to_move")
-            return {"pending_task": "appointment", "booking_id": None}
+            return {"active_task": "appointment", "booking_id": None}
         text = describe_booking(booking, datetime.now(), await branch_names())
         dispatcher.utter_message(response="utter_current_booking", booking_text=text)
         return {"booking_id": float(booking.booking_id), "booking_text": text}
@@ -724,7 +737,7 @@ class ValidateBookingForm(TaskForm):
 
 def _moving(tracker: Tracker) -> bool:
     """Whether the booking form is moving an existing appointment rather than making a new one."""
-    return tracker.get_slot("pending_task") == "reschedule" and bool(tracker.get_slot("booking_id"))
+    return tracker.get_slot("active_task") == "reschedule" and bool(tracker.get_slot("booking_id"))
 
 
 def _window_from(value: Any, now: datetime) -> Window:

@@ -426,3 +426,11 @@ def test_handoff_context_never_holds_secrets(stack: RasaStack, redis_client: red
     assert "4719" not in blob and "1815" not in blob
     assert request["context"]["slots"]["order_ref"] == "100004"
     assert_pin_not_recorded(redis_client, call.sender, "4719", "four seven one nine")
+
+
+def test_a_new_request_in_the_middle_of_a_task(stack: RasaStack) -> None:
+    """Asked for a day, the caller asks for the balance instead: the bot follows, and the booking is left."""
+    call, items = verified_call(stack, GRACE_NUMBER, "i'd like to book an appointment", GRACE_PIN)
+    assert "What day and time" in spoken(items)
+    told = texts(call.say("actually what's my balance"))
+    assert "Your balance is ninety nine cents" in told, told

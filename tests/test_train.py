@@ -79,12 +79,12 @@ def test_files_outside_rasa_inputs_do_not_count(project: Path) -> None:
 def test_yaml_errors_name_file_and_line(project: Path) -> None:
     bad = project / "nlu-data" / "nlu" / "tasks.yml"
     lines = bad.read_text().splitlines()
-    assert lines[5] == "  - intent: ask_balance"
-    lines[5] = "  - intent: ask_balance: oops"  # line 6: a mapping value where none may be
+    index = lines.index("  - intent: ask_balance")
+    lines[index] = "  - intent: ask_balance: oops"  # a mapping value where none may be
     bad.write_text("\n".join(lines) + "\n")
     problems = train.yaml_errors(train.RasaInputs(project))
     assert len(problems) == 1, problems
-    assert problems[0].startswith("nlu-data/nlu/tasks.yml:6:"), problems
+    assert problems[0].startswith(f"nlu-data/nlu/tasks.yml:{index + 1}:"), problems
 
 
 def test_invalid_yaml_refuses_to_train(project: Path) -> None:
