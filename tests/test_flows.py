@@ -360,16 +360,18 @@ def test_partial_outage_asked_and_another_number(stack: RasaStack, store: Custom
 
 
 def test_consultation_priority_follows_the_customer(stack: RasaStack, store: CustomerStore) -> None:
-    # Hedy owes money and has an open ticket: an unhappy customer, priority 3.
-    call, _ = verified_call(stack, HEDY_NUMBER, "i have a question about my warranty claim", HEDY_PIN)
-    call.say("yes")
-    call.say("this afternoon")
-    assert run(store.open_incidents("C-0005"))[0].priority == 3
-    # Katherine is a loyal customer in good standing: priority 4.
-    call, _ = verified_call(stack, KATHERINE_NUMBER, "i have a question about my warranty", KATHERINE_PIN)
-    call.say("yes")
-    call.say("tomorrow morning")
-    assert run(store.open_incidents("C-0004"))[0].priority == 4
+    """The same words from two customers: Hedy owes money and has an open ticket (unhappy, priority 3),
+    Katherine is a loyal customer in good standing (priority 4)."""
+    for number, pin, customer_id, priority in (
+        (HEDY_NUMBER, HEDY_PIN, "C-0005", 3),
+        (KATHERINE_NUMBER, KATHERINE_PIN, "C-0004", 4),
+    ):
+        call, items = verified_call(stack, number, "i need help setting up my headset", pin)
+        assert "call you back" in spoken(items), spoken(items)
+        call.say("yes")
+        assert "ticket number" in texts(call.say("tomorrow morning"))
+        newest = run(store.open_incidents(customer_id))[0]
+        assert (newest.priority, newest.product_id) == (priority, "P-200"), customer_id
 
 
 def test_ticket_status(stack: RasaStack) -> None:
