@@ -599,7 +599,6 @@ class ValidateBookingForm(TaskForm):
             dispatcher.utter_message(response="utter_no_booking_to_move")
             return {"active_task": "appointment", "booking_id": None}
         text = describe_booking(booking, datetime.now(), await branch_names())
-        dispatcher.utter_message(response="utter_current_booking", booking_text=text)
         return {"booking_id": float(booking.booking_id), "booking_text": text}
 
     async def prefill(
@@ -608,6 +607,10 @@ class ValidateBookingForm(TaskForm):
         text = task_text(tracker)
         if text and parse_when(text, datetime.now()) is not None:
             return await self._offer_for(text, dispatcher, tracker)
+        if _moving(tracker):  # "when would suit you" follows: say first which appointment is moving
+            dispatcher.utter_message(
+                response="utter_current_booking", booking_text=tracker.get_slot("booking_text")
+            )
         return {}
 
     async def _offer_for(

@@ -19,6 +19,7 @@ import redis
 
 from actions.forms import outage_kind, priority_for
 from actions.store import CustomerStore, open_store
+from actions.vault import UNREADABLE
 from bot.stack import RasaStack
 from tests.test_channel_and_actions import (
     ADA,
@@ -436,3 +437,27 @@ def test_a_new_request_in_the_middle_of_a_task(stack: RasaStack) -> None:
     assert "What day and time" in spoken(items)
     told = texts(call.say("actually what's my balance"))
     assert "Your balance is ninety nine cents" in told, told
+
+
+@pytest.mark.parametrize(
+    ("text", "slot", "kept"),
+    [
+        ("uh it's four seven one nine", "pin", "4719"),
+        ("4719#", "pin", "4719"),
+        ("i don't know it", "pin", None),
+        ("december tenth eighteen fifteen", "dob", "1815-12-10"),
+        ("the ninth of december nineteen oh six", "dob", "1906-12-09"),
+        (
+            "sometime in march i think",
+            "dob",
+            UNREADABLE,
+        ),  # looks like a date, makes none: not recorded either
+        ("one two", "dob", UNREADABLE),
+        ("i want to speak to an agent", "dob", None),
+        ("four seven one nine", None, None),  # nothing sensitive asked for: the words pass
+    ],
+)
+def test_what_the_channel_puts_aside(text: str, slot: str | None, kept: str | None) -> None:
+    from bot.rasa_channel import secret_in
+
+    assert secret_in(text, slot) == kept
