@@ -461,3 +461,51 @@ def test_what_the_channel_puts_aside(text: str, slot: str | None, kept: str | No
     from bot.rasa_channel import secret_in
 
     assert secret_in(text, slot) == kept
+
+
+# --- a backend that times out: the logic, with a store that fails as a timed-out one does -------------------
+
+
+class _TimedOutStore:
+    """Every call fails the way the real stores fail on a timeout (tests/test_store.py measures those)."""
+
+    def __getattr__(self, name: str) -> Any:
+        async def fail(*args: Any, **kwargs: Any) -> Any:
+            from actions.store import BackendUnavailable
+
+            raise BackendUnavailable(f"{name}: timed out after 2 s")
+
+        return fail
+
+
+def _tracker(slots: dict[str, Any], text: str, intent: str) -> Any:
+    from rasa_sdk import Tracker
+
+    latest = {"text": text, "intent": {"name": intent, "confidence": 0.99}, "entities": []}
+    events = [{"event": "user", "text": text, "parse_data": latest}]
+    return Tracker("t-timeout", slots, latest, events, False, None, {"name": "order_form"}, "action_listen")
+
+
+@pytest.mark.parametrize("verified", [False, True])
+def test_a_store_timeout_becomes_a_polite_handoff(monkeypatch: pytest.MonkeyPatch, verified: bool) -> None:
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions import actions as acts
+    from actions.forms import ValidateOrderForm
+
+    monkeypatch.setattr(acts.backends, "_store", _TimedOutStore())
+    slots = {"caller_number": ADA["number"], "pending_task": "place_order", "verified": verified}
+    if verified:
+        slots["customer_id"] = "C-0001"
+    tracker = _tracker(slots, "i'd like to order a phone charger", "place_order")
+    dispatcher = CollectingDispatcher()
+    domain = {"forms": {"order_form": {"required_slots": ["pin", "dob", "product", "order_ok", "upsell_ok"]}}}
+    events = asyncio.run(ValidateOrderForm().run(dispatcher, tracker, domain))
+    set_to = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
+    assert set_to["handoff_reason"] == "technical" and set_to["requested_slot"] is None, events
+    # The form is over; the task action then hands over with the technical line.
+    tracker.slots.update(set_to)
+    dispatcher = CollectingDispatcher()
+    asyncio.run(acts.ActionResumeTask().run(dispatcher, tracker, {}))
+    assert dispatcher.messages[0]["response"] == "utter_handoff_technical"
+    assert dispatcher.messages[-1]["custom"]["handoff"]["reason"] == "technical"
