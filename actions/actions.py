@@ -312,20 +312,12 @@ class ActionResumeTask(Action):
     async def _task_appointment(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
     ) -> list[EventType]:
-        if tracker.get_slot("task_result") == "no_slots" or tracker.get_slot("slot_ok") is not True:
-            dispatcher.utter_message(response="utter_no_free_slots")
-            return []
-        dispatcher.utter_message(response="utter_booked", booking_text=tracker.get_slot("booking_text"))
-        return []
+        return _booking_done(dispatcher, tracker, "utter_booked")
 
     async def _task_reschedule(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
     ) -> list[EventType]:
-        if tracker.get_slot("task_result") == "no_slots" or tracker.get_slot("slot_ok") is not True:
-            dispatcher.utter_message(response="utter_no_free_slots")
-            return []
-        dispatcher.utter_message(response="utter_rescheduled", booking_text=tracker.get_slot("booking_text"))
-        return []
+        return _booking_done(dispatcher, tracker, "utter_rescheduled")
 
     async def _task_cancel_appointment(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
@@ -356,7 +348,7 @@ class ActionResumeTask(Action):
     async def _task_support(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, customer_id: str
     ) -> list[EventType]:
-        from actions.forms import priority_for, unhappy_words
+        from actions.forms import match_product, priority_for, unhappy_words, window_from_slot
 
         problem = str(tracker.get_slot("problem") or "")
         severity = tracker.get_slot("severity")
@@ -365,26 +357,23 @@ class ActionResumeTask(Action):
             account = await backends.store.get_account(customer_id)
             open_tickets = await backends.store.open_incidents(customer_id)
             unhappy = bool(open_tickets) or (account is not None and account.balance_cents < 0)
-        products = await backends.store.list_products()
-        from actions.forms import match_product
-
-        product = match_product(problem, products)
+        product = match_product(problem, await backends.store.list_products())
         number = (
             tracker.get_slot("caller_number")
             if tracker.get_slot("callback_ok") is True
             else tracker.get_slot("callback_number")
         )
-        window = _window(tracker.get_slot("callback_when"))
+        window = window_from_slot(tracker.get_slot("callback_when"))
         incident = await backends.store.create_incident(
             customer_id,
             product.product_id if product else None,
             priority_for(severity, unhappy),
             problem,
             callback_number=str(number) if number else None,
-            callback_window=window,
+            callback_window=(window.start, window.end) if window else None,
         )
         log.info("incident registered conversation=%s priority=%d", tracker.sender_id, incident.priority)
-        when = window_words(window) if window else "as soon as we can"
+        when = window_words((window.start, window.end)) if window else "as soon as we can"
         dispatcher.utter_message(
             response="utter_incident_registered", ticket=say_digits(incident.ticket), window=when
         )
@@ -450,6 +439,15 @@ def incident_text(incident: Incident) -> str:
     return first
 
 
+def _booking_done(dispatcher: CollectingDispatcher, tracker: Tracker, response: str) -> list[EventType]:
+    """The booking form's end: the appointment as booked (the form booked it), or no free slot."""
+    if tracker.get_slot("task_result") == "no_slots" or tracker.get_slot("slot_ok") is not True:
+        dispatcher.utter_message(response="utter_no_free_slots")
+    else:
+        dispatcher.utter_message(response=response, booking_text=tracker.get_slot("booking_text"))
+    return []
+
+
 def on_day(day: date) -> str:
     """ "tomorrow", "on Tuesday the first of December" """
     said = say_date(day, date.today())
@@ -460,14 +458,6 @@ def window_words(window: tuple[datetime, datetime]) -> str:
     start, end = window
     day = say_date(start.date(), date.today())
     return f"{day} between {say_time(start.time())} and {say_time(end.time())}"
-
-
-def _window(value: Any) -> tuple[datetime, datetime] | None:
-    try:
-        start_text, end_text = str(value).split("|")
-        return datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
-    except ValueError:
-        return None
 
 
 def _article(what: str) -> str:

@@ -654,7 +654,7 @@ class ValidateBookingForm(TaskForm):
         question = " Shall I move your appointment there?" if moving else " Shall I book it?"
         lead = "I have" if inside else "Nothing is free then, but I have"
         return {
-            "booking_when": f"{window.start.isoformat()}|{window.end.isoformat()}",
+            "booking_when": window_slot(window),
             "offer_slot": float(slot.slot_id),
             "offer_at": slot.starts.isoformat(),
             "offer_text": f"{lead} {when}.{question}",
@@ -703,7 +703,7 @@ class ValidateBookingForm(TaskForm):
         if declined >= MAX_DECLINED:
             # Three times no: ask for another day altogether.
             return {"slot_ok": None, "booking_when": None, "offer_slot": None, "declined": 0, "misses": 0}
-        window = _window_from(tracker.get_slot("booking_when"), now)
+        window = window_from_slot(tracker.get_slot("booking_when")) or Window(now, now + SEARCH_AHEAD, False)
         try:
             after = datetime.fromisoformat(str(tracker.get_slot("offer_at"))) + timedelta(minutes=1)
         except ValueError:
@@ -743,12 +743,18 @@ def _moving(tracker: Tracker) -> bool:
     return tracker.get_slot("active_task") == "reschedule" and bool(tracker.get_slot("booking_id"))
 
 
-def _window_from(value: Any, now: datetime) -> Window:
+def window_slot(window: Window) -> str:
+    """A time window as a slot keeps it: ``start|end`` in ISO format."""
+    return f"{window.start.isoformat()}|{window.end.isoformat()}"
+
+
+def window_from_slot(value: Any) -> Window | None:
+    """The window :func:`window_slot` wrote, or ``None`` for anything else."""
     try:
         start_text, end_text = str(value).split("|")
         return Window(datetime.fromisoformat(start_text), datetime.fromisoformat(end_text), False)
     except ValueError:
-        return Window(now, now + SEARCH_AHEAD, False)
+        return None
 
 
 # --- cancelling ------------------------------------------------------------------------------------------
@@ -896,9 +902,7 @@ class ValidateSupportForm(TaskForm):
         kind = outage_kind(str(slot_value or ""))
         if kind in ("total", "partial"):
             return {"severity": kind, "misses": 0}
-        answer = yes_or_no(tracker, slot_value)
-        if answer is not None:  # "yes" to "not working at all, or only partly?" is not an answer
-            return self.missed("severity", tracker, dispatcher, "utter_rephrase_short")
+        # Anything else, "yes" included, does not answer "not working at all, or only partly?".
         return self.missed("severity", tracker, dispatcher, "utter_rephrase_short")
 
     def validate_callback_ok(
@@ -935,4 +939,4 @@ class ValidateSupportForm(TaskForm):
         window = parse_when(str(slot_value or ""), datetime.now())
         if window is None:
             return self.missed("callback_when", tracker, dispatcher, "utter_when_unclear")
-        return {"callback_when": f"{window.start.isoformat()}|{window.end.isoformat()}", "misses": 0}
+        return {"callback_when": window_slot(window), "misses": 0}
