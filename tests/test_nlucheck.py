@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot import nlucheck, train
+from tests.test_info import GOOD_ENTRY
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -252,29 +253,19 @@ def test_invalid_data_stops_before_cross_validation(tree: Path, tmp_path: Path) 
     assert time.monotonic() - started < 30
 
 
-FAQ_ENTRY = """\
-- id: {id}
-  questions:
-    - {id} question one
-    - {id} question two
-    - {id} question three
-  answer: We can help with {id}.
-"""
-
-
 def test_faq_is_checked_and_stops_before_cross_validation(tree: Path, tmp_path: Path) -> None:
     faq = tree / "nlu-data" / "faq.yml"
-    faq.write_text(FAQ_ENTRY.format(id="delivery") + FAQ_ENTRY.format(id="returns"))
+    faq.write_text(GOOD_ENTRY.format(id="delivery") + GOOD_ENTRY.format(id="returns"))
     assert own_findings(tree) == []
     faq.write_text(
-        FAQ_ENTRY.format(id="delivery")
+        GOOD_ENTRY.format(id="delivery")
         + "- id: returns\n  questions:\n    - r1\n    - r2\n  answer: Within thirty days.\n"
     )
     out = tmp_path / "report"
     err = assert_invalid(check(tree, "--out", str(out)))
     assert f"{faq}:{line_of(faq, 'questions:', nth=2)}: 'returns' has 2 question(s)" in err, err
     assert "no cross-validation" in err and not out.exists(), err
-    faq.write_text(FAQ_ENTRY.format(id="delivery") + "- id: returns\n  answer: Yes: no\n")
+    faq.write_text(GOOD_ENTRY.format(id="delivery") + "- id: returns\n  answer: Yes: no\n")
     err = assert_invalid(check(tree, "--no-cv"))
     assert at(faq, "Yes: no") + " not valid YAML" in err, err
 
