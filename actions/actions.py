@@ -337,11 +337,9 @@ class ActionResumeTask(Action):
         if booking is None:
             dispatcher.utter_message(response="utter_no_booking")
             return []
-        names = {b.branch_id: b.name for b in await backends.store.branches()}
-        text = (
-            f"{say_date(booking.slot.starts.date(), date.today())} at {say_time(booking.slot.starts.time())}"
-        )
-        text += f" at {names.get(booking.slot.branch_id, 'our branch')}"
+        from actions.forms import branch_names, describe_booking
+
+        text = describe_booking(booking, datetime.now(), await branch_names())
         dispatcher.utter_message(response="utter_current_booking", booking_text=text)
         return []
 
