@@ -1,12 +1,19 @@
 """What a call leaves in Redis for the other processes.
 
-Keys (all expire after ``RETENTION_S``)::
+Keys::
 
-    attendant:calls:active                set of call UUIDs in progress on any gateway
+    attendant:calls:active                sorted set: call UUID -> when a gateway last vouched for it (unix s)
     attendant:call:<uuid>                 hash: outcome, reason, skill, started_at, ended_at, turns,
                                           context (JSON)
-                                          and, when call control registered them, caller_number, channel
-    attendant:call:<uuid>:transcript      stream: who (caller|bot|system), text, t (unix seconds)
+                                          and, when call control registered them, caller_number, channel, rate
+    attendant:call:<uuid>:transcript      stream: who (caller|bot|system), text, t (unix seconds) and, on the
+                                          gateway's own phrases, prompt (its name in prompts.yml)
+
+The call's hash and transcript expire ``RETENTION_S`` after their last write. A call is *active* while its
+gateway keeps vouching for it: every gateway refreshes the score of each call it is serving every
+``heartbeat_s`` (:class:`ActiveCalls`) and removes entries nobody has vouched for in ``3 x heartbeat_s``; so a
+gateway that dies (``kill -9``, a power cut) leaves no call "active" for longer than that, and the set itself
+expires when no gateway at all is left to refresh it. Read it with :meth:`ActiveCalls.live`.
 
 ``outcome`` is one of ``completed`` (the bot finished the call), ``handoff`` (a person takes over: ``reason``
 and ``skill`` say why and who), ``abandoned`` (the caller hung up) and ``failed`` (the gateway broke; the
@@ -17,10 +24,11 @@ Redis trouble never breaks a call: a failed write is logged (without content) an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 
 RETENTION_S = 86400
 ACTIVE_KEY = "attendant:calls:active"
+HEARTBEAT_S = 5.0
+"""How often a gateway vouches for its calls; a call not vouched for in ``STALE_BEATS`` beats is dropped."""
+STALE_BEATS = 3
 TRANSCRIPT_MAXLEN = 1000
 OUTCOMES = ("completed", "handoff", "abandoned", "failed")
 
@@ -62,7 +73,7 @@ class CallRecord:
         """Mark the call active; return what call control registered about it (caller number, channel)."""
         key = call_key(self.call_id)
         pipe = self._r.pipeline()
-        pipe.sadd(ACTIVE_KEY, self.call_id)
+        pipe.zadd(ACTIVE_KEY, {self.call_id: time.time()})
         pipe.hset(key, mapping={"started_at": f"{time.time():.3f}"})
         pipe.hdel(key, "outcome", "ended_at")
         pipe.expire(key, RETENTION_S)
@@ -73,11 +84,14 @@ class CallRecord:
         raw: Mapping[Any, Any] = result[-1] or {}
         return {_s(k): _s(v) for k, v in raw.items()}
 
-    async def say(self, who: str, text: str) -> None:
-        """Append a line to the transcript."""
+    async def say(self, who: str, text: str, *, prompt: str | None = None) -> None:
+        """Append a line to the transcript; ``prompt`` names the gateway's own phrase it is."""
         key = transcript_key(self.call_id)
+        fields = {"who": who, "text": text, "t": f"{time.time():.3f}"}
+        if prompt:
+            fields["prompt"] = prompt
         pipe = self._r.pipeline()
-        pipe.xadd(key, {"who": who, "text": text, "t": f"{time.time():.3f}"}, maxlen=TRANSCRIPT_MAXLEN)
+        pipe.xadd(key, fields, maxlen=TRANSCRIPT_MAXLEN)
         pipe.expire(key, RETENTION_S)
         await self._safely("transcript", pipe.execute())
 
@@ -105,8 +119,77 @@ class CallRecord:
         pipe = self._r.pipeline()
         pipe.hset(key, mapping=fields)
         pipe.expire(key, RETENTION_S)
-        pipe.srem(ACTIVE_KEY, self.call_id)
+        pipe.zrem(ACTIVE_KEY, self.call_id)
         await self._safely("finish", pipe.execute())
+
+
+class ActiveCalls:
+    """The calls in progress on all gateways, kept true when a gateway dies (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        clock: Callable[[], float] = time.time,
+        key: str = ACTIVE_KEY,
+    ) -> None:
+        self._r = redis
+        self._key = key
+        self.heartbeat_s = heartbeat_s
+        self._clock = clock
+
+    @property
+    def stale_s(self) -> float:
+        """A call nobody vouched for this long is no longer active, seconds."""
+        return self.heartbeat_s * STALE_BEATS
+
+    async def migrate(self) -> None:
+        """Drop a plain set left by an older release (it held calls that never ended)."""
+        try:
+            if await self._r.type(self._key) in (b"set", "set"):
+                await self._r.delete(self._key)
+                log.info("dropped the old set of active calls (replaced by a scored set)")
+        except (RedisError, OSError) as exc:
+            log.warning("redis active-call migration failed: %s", type(exc).__name__)
+
+    async def beat(self, call_ids: Iterable[str]) -> int:
+        """Vouch for ``call_ids`` (this gateway's calls) and drop calls nobody vouched for; returns how many
+        were dropped. Redis trouble is logged and ignored (the next beat catches up)."""
+        now = self._clock()
+        pipe = self._r.pipeline()
+        ids = {call_id: now for call_id in call_ids}
+        if ids:
+            # A call that ended between the caller's snapshot and this write comes back for one stale period
+            # at most; a call whose start() write failed (a Redis blip) comes back for good.
+            pipe.zadd(self._key, ids)
+        pipe.zremrangebyscore(self._key, "-inf", f"({now - self.stale_s}")  # older than stale_s
+        pipe.expire(self._key, int(self.stale_s * 2) + 1)
+        try:
+            result = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("redis active-call heartbeat failed: %s", type(exc).__name__)
+            return 0
+        dropped = int(result[-2])
+        if dropped:
+            log.warning(
+                "%d call(s) no gateway vouched for in %.0f s dropped from the active set",
+                dropped,
+                self.stale_s,
+            )
+        return dropped
+
+    async def live(self) -> list[str]:
+        """UUIDs of the calls some gateway has vouched for recently."""
+        raw = await self._r.zrangebyscore(self._key, self._clock() - self.stale_s, "+inf")
+        return [_s(v) for v in raw]
+
+    async def run(self, call_ids: Callable[[], Iterable[str]]) -> None:
+        """Beat every ``heartbeat_s`` until cancelled."""
+        await self.migrate()
+        while True:
+            await self.beat(list(call_ids()))
+            await asyncio.sleep(self.heartbeat_s)
 
 
 def _s(value: Any) -> str:

@@ -70,6 +70,9 @@ class GatewayConfig:
     """Hard ceiling on a call's length, seconds."""
     first_frame_timeout_s: float = 5.0
     """Seconds to wait for the UUID frame before giving up on a connection."""
+    heartbeat_s: float = 5.0
+    """How often the gateway vouches for its calls in Redis; a dead gateway's calls stop counting as active
+    after three missed beats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,7 @@ class Config:
                 no_input_s=_float(e, "ATTENDANT_NO_INPUT_S", 8.0, 1.0, 120.0),
                 no_input_retries=_int(e, "ATTENDANT_NO_INPUT_RETRIES", 2, 0, 10),
                 max_call_s=_float(e, "ATTENDANT_MAX_CALL_S", 900.0, 10.0, 86400.0),
+                heartbeat_s=_float(e, "ATTENDANT_HEARTBEAT_S", 5.0, 0.1, 300.0),
             ),
             agi=AgiConfig(
                 host=e.get("ATTENDANT_AGI_HOST", "127.0.0.1"),

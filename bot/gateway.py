@@ -20,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.asr import VoskEngine
+from bot.calls import ActiveCalls
 from bot.config import Config
 from bot.dialogue import RasaClient
 from bot.prompts import Prompts
@@ -74,6 +75,7 @@ class Gateway:
         self.dialogue = RasaClient(config.rasa.url, config.rasa.token, config.rasa.timeout_s)
         self.redis: Any = aioredis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=2)
         self.lag = LoopLag()
+        self.active = ActiveCalls(self.redis, heartbeat_s=config.gateway.heartbeat_s)
         self.sessions: dict[str, CallSession] = {}
         self.server = AudioSocketServer(
             self._new_call,
@@ -105,6 +107,7 @@ class Gateway:
             await self.speech.warm(list(self.prompts.phrases.values()), rate)
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
+        self._tasks.append(asyncio.create_task(self.active.run(self.sessions.keys), name="heartbeat"))
         log.info(
             "gateway listening on %s:%d (speech recognition %s)",
             self.config.gateway.host,

@@ -43,6 +43,7 @@ from bot.pacer import Pacer
 from bot.prompts import Prompts
 from bot.tts import Speech
 from bot.vad import Endpointer, EndpointerConfig, Event, WebRtcVad
+from telephony.audiosocket import audio_rate
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ KEYPAD_SINGLE_KEY_S = 1.5
 KEYPAD_SEQUENCE_S = 3.0
 """Digits followed by this much quiet are sent as typed (no '#' needed)."""
 TICK_S = 0.05
+RATE_WAIT_S = 0.5
+"""A call whose rate was not registered waits this long for the caller's first frame (whose kind tells the
+rate) before the bot starts sending at 8 kHz: far inside the 2 s after which ``AudioSocket()`` gives up."""
 PREROLL_FRAMES = 15
 """Audio kept from before speech was detected (15 x 20 ms), so the first syllable reaches the recogniser."""
 
@@ -137,6 +141,7 @@ class CallSession:
         self._done = asyncio.Event()
         self._finishing = False
         self._rate_known = False
+        self._first_audio = asyncio.Event()
         self._vad = WebRtcVad()
         self._endpointer = Endpointer(deps.endpointer)
         self._preroll: collections.deque[bytes] = collections.deque(maxlen=PREROLL_FRAMES)
@@ -168,8 +173,12 @@ class CallSession:
         """Caller audio."""
         now = self._clock()
         if not self._rate_known:
+            # The carrier's own frames are the truth (an older Asterisk labels everything 0x10).
             self._rate_known = True
-            if frame.rate in (8000, 16000, 12000, 24000, 32000, 44100, 48000, 96000, 192000):
+            self._first_audio.set()
+            if frame.rate != self.pacer.rate:
+                if self.pacer.started_at is not None:
+                    log.info("call %s: caller audio at %d Hz; following it", self.call_id, frame.rate)
                 self.pacer.set_rate(frame.rate)
         pcm, rate = frame.pcm, frame.rate
         if rate not in WebRtcVad.RATES:
@@ -228,6 +237,7 @@ class CallSession:
     async def run(self) -> None:
         """Run the call to its end; always leaves an outcome in Redis."""
         self.info = await self.record.start()
+        await self._decide_rate()
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(self.pacer.run(), name=f"pacer-{self.call_id}"),
             asyncio.create_task(self._ticker(), name=f"ticker-{self.call_id}"),
@@ -270,6 +280,17 @@ class CallSession:
                 self.barge_ins,
                 self.pacer.frames_sent,
             )
+
+    async def _decide_rate(self) -> None:
+        """Know the call's rate before the first frame goes out: the rate the dialplan registered (it knows
+        whether it asked for ``c(slin16)``), else the kind of the caller's first frame, else 8 kHz."""
+        registered = audio_rate(self.info.get("rate"))
+        if registered is not None and not self._rate_known:
+            self.pacer.set_rate(registered)
+            return
+        if not self._rate_known:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._first_audio.wait(), RATE_WAIT_S)
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -386,7 +407,7 @@ class CallSession:
     async def _dialogue_loop(self) -> None:
         await self._turn("/session_start", "system")
         if self._d.asr is None and not self._finishing:
-            await self._speak(self._d.prompts["keypad_menu"], fixed=True)
+            await self._say_prompt("keypad_menu")
         while not self._finishing:
             item = await self._inputs.get()
             if isinstance(item, _Control):
@@ -397,13 +418,13 @@ class CallSession:
 
     async def _control(self, item: _Control) -> None:
         if item.kind == "too-long":
-            await self._finish("handoff", "too-long", spoken=self._d.prompts["too_long"])
+            await self._finish("handoff", "too-long", prompt="too_long")
             return
         self._no_input_count += 1
         if self._no_input_count > self._cfg.no_input_retries:
-            await self._finish("completed", "no-input", spoken=self._d.prompts["no_input_goodbye"])
+            await self._finish("completed", "no-input", prompt="no_input_goodbye")
         else:
-            await self._speak(self._d.prompts["no_input"], fixed=True)
+            await self._say_prompt("no_input")
 
     async def _turn(self, text: str, source: str, confidence: float | None = None) -> None:
         self._busy = True
@@ -419,7 +440,7 @@ class CallSession:
                 log.error("call %s: dialogue failed (%s); handing to a person", self.call_id, exc)
                 if source != "system":
                     await self.record.say("caller", "[not recorded]")  # it may have held a PIN
-                await self._finish("handoff", "technical", spoken=self._d.prompts["technical"])
+                await self._finish("handoff", "technical", prompt="technical")
                 return
             if source != "system":
                 # Written after the reply: the assistant says whether the words held a secret (a PIN).
@@ -437,7 +458,7 @@ class CallSession:
                     "handoff",
                     str(reply.handoff.get("reason") or "requested"),
                     skill=str(reply.handoff.get("skill") or "general"),
-                    spoken=None if reply.texts else self._d.prompts["handoff"],
+                    prompt=None if reply.texts else "handoff",
                 )
             elif reply.end_call:
                 await self._finish("completed", "goodbye")
@@ -463,18 +484,24 @@ class CallSession:
             if self._finishing:
                 raise
             log.exception("call %s: speech synthesis failed; handing to a person", self.call_id)
-            await self._finish("handoff", "technical", spoken=None)
+            await self._finish("handoff", "technical")
 
-    async def _finish(self, outcome: str, reason: str, *, skill: str = "", spoken: str | None = None) -> None:
-        """Say the last words, let them play out, hang up, and record the outcome."""
+    async def _say_prompt(self, name: str) -> None:
+        """Say one of the gateway's own phrases (``prompts.yml``); like every word the caller hears, it goes
+        into the transcript, marked with the prompt's name."""
+        text = self._d.prompts[name]
+        await self.record.say("bot", text, prompt=name)
+        await self._speak(text, fixed=True)
+
+    async def _finish(self, outcome: str, reason: str, *, skill: str = "", prompt: str | None = None) -> None:
+        """Say the last words (the prompt named, if any), let them play out, hang up, record the outcome."""
         if self._done.is_set():
             return
         self._finishing = True
         self.outcome, self.reason, self.skill = outcome, reason, skill or self.skill
-        if spoken:
-            await self.record.say("bot", spoken)
+        if prompt:
             with contextlib.suppress(Exception):
-                await self._speak(spoken, fixed=True)
+                await self._say_prompt(prompt)
         limit = self.pacer.queued_ms / 1000 + 2.0
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.pacer.drained(), timeout=limit)

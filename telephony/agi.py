@@ -13,11 +13,14 @@ included, at debug level; this one logs none.)
 
 Routes
 ------
-``register`` — ``AGI(agi://127.0.0.1:4573/register,${ATTENDANT_UUID})`` before ``AudioSocket()``. Stores
-who is calling in ``attendant:call:<uuid>`` (``caller_number`` from ``agi_callerid``, digits and a leading
-``+`` only; ``channel``; ``language``), which the bot reads when the call arrives: AudioSocket itself
-carries only the UUID. Sets ``ATTENDANT_REGISTERED`` to ``yes`` or ``no``; either way the dialplan goes on
-to the bot (an unregistered caller is simply unknown, and is verified or handed to a person).
+``register`` — ``AGI(agi://127.0.0.1:4573/register,${ATTENDANT_UUID},<rate>)`` before ``AudioSocket()``.
+Stores who is calling in ``attendant:call:<uuid>`` (``caller_number`` from ``agi_callerid``, digits and a
+leading ``+`` only; ``channel``, the channel's real name when it is one by Asterisk's grammar, e.g.
+``Local/s@attendant-0000000f;2``; ``language``; ``rate``, argument 2, the sample rate the dialplan asked the
+AudioSocket leg for), which the bot reads when the call arrives: AudioSocket itself carries only the UUID,
+and the rate must be known before the bot's first frame (a silent caller sends none to learn it from).
+Sets ``ATTENDANT_REGISTERED`` to ``yes`` or ``no``; either way the dialplan goes on to the bot (an
+unregistered caller is simply unknown, and is verified or handed to a person).
 
 ``outcome`` — ``AGI(agi://127.0.0.1:4573/outcome,${ATTENDANT_UUID})``. Reads the Redis hash
 ``attendant:call:<uuid>`` the bot wrote (fields ``outcome``, ``reason``, ``skill``) and sets, in this order,
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config import AgiConfig
+from telephony.audiosocket import audio_rate
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,28 @@ def caller_number(raw: str) -> str:
         kept = kept.replace("+", "")
     digits = kept.lstrip("+")
     return kept if 3 <= len(digits) <= 20 else ""
+
+
+CHANNEL_NAME = re.compile(
+    r"(?P<tech>[A-Za-z][A-Za-z0-9_]{0,19})/(?P<resource>[A-Za-z0-9@._:+#*~\[\]/-]+?)(?P<leg>;[12])?"
+)
+"""An Asterisk channel name: ``Tech/resource`` (``PJSIP/1001-0000002a``, ``SIP/10.0.0.1:5060-00000001``,
+``AudioSocket/127.0.0.1:9092-0000000b``, ``DAHDI/i1/5551234-1``) with, for a Local channel, the leg
+``;1`` or ``;2`` (``Local/s@attendant-0000000f;2``). No spaces, quotes, ``$``, braces or commas: nothing a
+dialplan or AMI action could misread."""
+CHANNEL_NAME_MAX = 80
+"""``AST_CHANNEL_NAME``: Asterisk's own limit on a channel name."""
+
+
+def channel_name(raw: str) -> str:
+    """``raw`` if it is a channel name by :data:`CHANNEL_NAME` (at most 80 characters), else ``""``.
+
+    Nothing is stripped or rewritten: a name with one character removed names another channel, or none.
+    """
+    value = raw.strip()
+    if len(value) <= CHANNEL_NAME_MAX and CHANNEL_NAME.fullmatch(value):
+        return value
+    return ""
 
 
 def safe_value(raw: object, default: str) -> str:
@@ -300,16 +326,22 @@ class AgiServer:
         return outcome_from_hash(fields or {})
 
     async def register(self, request: Any) -> None:
-        """Route ``register``: keep the caller's number, channel and language for the bot."""
+        """Route ``register``: keep the caller's number, channel, language and call rate for the bot."""
         headers: Mapping[str, str] = request.headers
         call_id = call_id_from(headers)
         registered = "no"
         if call_id is not None:
+            channel = channel_name(headers.get("agi_channel", ""))
+            if not channel and headers.get("agi_channel"):
+                log.warning("call %s: agi_channel is not a channel name; not stored", call_id)
             fields = {
                 "caller_number": caller_number(headers.get("agi_callerid", "")),
-                "channel": re.sub(r"[^A-Za-z0-9/@._-]", "", headers.get("agi_channel", ""))[:80],
+                "channel": channel,
                 "language": safe_value(headers.get("agi_language", ""), "en"),
             }
+            rate = audio_rate(headers.get("agi_arg_2", ""))
+            if rate is not None:
+                fields["rate"] = str(rate)
             try:
                 pipe = self._redis.pipeline()
                 pipe.hset(call_key(call_id), mapping=fields)

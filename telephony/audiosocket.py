@@ -66,6 +66,17 @@ AUDIO_RATES: dict[int, int] = {
 """Audio kind to sample rate, Hertz."""
 
 RATE_KINDS: dict[int, Kind] = {rate: Kind(kind) for kind, rate in AUDIO_RATES.items()}
+
+
+def audio_rate(raw: object) -> int | None:
+    """A sample rate AudioSocket has a message kind for (Hertz), from ``"16000"`` or ``16000``; else None."""
+    try:
+        rate = int(str(raw).strip())
+    except ValueError:
+        return None
+    return rate if rate in RATE_KINDS else None
+
+
 KNOWN_KINDS = frozenset(int(k) for k in Kind)
 
 MAX_AUDIO_MS = 200

@@ -470,6 +470,8 @@ class CallResult:
     protocol_error: str | None = None
     frames_received: int = 0
     """Bot audio frames."""
+    frames_by_rate: dict[int, int] = field(default_factory=dict)
+    """Bot audio frames by the rate their kind says (Hertz): one entry on a call that stays at its rate."""
     audio_received_s: float = 0.0
     """Seconds of bot audio received."""
     first_frame_at: float | None = None
@@ -595,9 +597,16 @@ Synthesize = Callable[[str, int], bytes]
 
 
 async def agi_register(
-    host: str, port: int, call_id: uuid.UUID, caller_number: str, *, timeout_s: float = 5.0
+    host: str,
+    port: int,
+    call_id: uuid.UUID,
+    caller_number: str,
+    *,
+    rate: int = 8000,
+    timeout_s: float = 5.0,
 ) -> dict[str, str]:
-    """Play the dialplan's ``AGI(agi://host:port/register,<uuid>)`` step byte for byte, as Asterisk does.
+    """Play the dialplan's ``AGI(agi://host:port/register,<uuid>,<rate>)`` step byte for byte, as Asterisk
+    does from the sample's ``[attendant]`` (8000) or ``[attendant-slin16]`` (16000) context.
 
     Sends the ``agi_*`` header, answers every command ``200 result=1``, and returns the channel variables the
     route set. Raises :class:`GatewayUnreachable` when the FastAGI server cannot be reached.
@@ -618,10 +627,11 @@ async def agi_register(
         "agi_version: 22.0.0\n"
         f"agi_callerid: {caller_number}\n"
         "agi_calleridname: unknown\n"
-        "agi_context: attendant\n"
+        f"agi_context: {'attendant' if rate == 8000 else 'attendant-slin16'}\n"
         "agi_extension: s\n"
-        "agi_priority: 4\n"
-        f"agi_arg_1: {call_id}\n\n"
+        "agi_priority: 5\n"
+        f"agi_arg_1: {call_id}\n"
+        f"agi_arg_2: {rate}\n\n"
     )
     variables: dict[str, str] = {}
     try:
@@ -736,7 +746,7 @@ class CallerSimulator:
             raise RuntimeError("a CallerSimulator runs one call; make a new one")
         prepared = await self.prepare(turns)
         if self.caller_number:
-            await agi_register(self.host, self.agi_port, self.call_id, self.caller_number)
+            await agi_register(self.host, self.agi_port, self.call_id, self.caller_number, rate=self.rate)
         redis = await self._open_redis()
         try:
             reader, writer = await asyncio.wait_for(
@@ -952,6 +962,7 @@ class CallerSimulator:
                     self._emit(now, "bot", f"sends {message.rate} Hz audio on a {self.rate} Hz call")
                 pcm = resample(pcm, message.rate, self.rate)
             result.frames_received += 1
+            result.frames_by_rate[message.rate] = result.frames_by_rate.get(message.rate, 0) + 1
             seconds = len(message.pcm) / (message.rate * SAMPLE_WIDTH)
             result.audio_received_s += seconds
             result.last_frame_s = seconds

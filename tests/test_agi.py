@@ -19,23 +19,31 @@ from telephony.agi import (
     AgiServer,
     CallOutcome,
     call_id_from,
+    channel_name,
     outcome_from_hash,
     parse_header,
     safe_value,
     start_agi_server,
 )
+from telephony.audiosocket import audio_rate
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HEADER_TIMEOUT_S = 0.6
 
 
-def asterisk_header(call: str | None, script: str = "outcome") -> bytes:
-    """The header Asterisk 20/22 sends for ``AGI(agi://127.0.0.1/outcome,<call>)``."""
+def asterisk_header(
+    call: str | None,
+    script: str = "outcome",
+    *,
+    channel: str = "PJSIP/trunk-00000042",
+    more_args: tuple[str, ...] = (),
+) -> bytes:
+    """The header Asterisk 20/22 sends for ``AGI(agi://127.0.0.1/outcome,<call>[,more args])``."""
     lines = [
         "agi_network: yes",
         f"agi_network_script: {script}",
         f"agi_request: agi://127.0.0.1/{script}",
-        "agi_channel: PJSIP/trunk-00000042",
+        f"agi_channel: {channel}",
         "agi_language: en",
         "agi_type: PJSIP",
         "agi_uniqueid: 1700000000.42",
@@ -53,6 +61,7 @@ def asterisk_header(call: str | None, script: str = "outcome") -> bytes:
     ]
     if call is not None:
         lines.append(f"agi_arg_1: {call}")
+        lines += [f"agi_arg_{n}: {arg}" for n, arg in enumerate(more_args, start=2)]
     return ("\n".join(lines) + "\n\n").encode()
 
 
@@ -125,6 +134,41 @@ async def test_register_stores_who_is_calling(agi_port: int, redis: aioredis.Red
     stored = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"attendant:call:{call}")).items()}
     assert stored == {"caller_number": "5551234", "channel": "PJSIP/trunk-00000042", "language": "en"}
     assert 0 < await redis.ttl(f"attendant:call:{call}") <= 86400
+
+
+async def test_register_keeps_a_local_channel_name_and_the_call_rate(
+    agi_port: int, redis: aioredis.Redis, call: str
+) -> None:
+    """What a real Asterisk 22 sends from ``[attendant-slin16]`` reached through a Local channel: the ``;2``
+    is part of the name (without it the name names no channel), and argument 2 is the call's rate."""
+    header = asterisk_header(
+        call, script="register", channel="Local/s@attendant-slin16-0000000f;2", more_args=("16000",)
+    )
+    assert await play_asterisk(agi_port, header) == ['SET VARIABLE ATTENDANT_REGISTERED "yes"']
+    stored = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"attendant:call:{call}")).items()}
+    assert stored["channel"] == "Local/s@attendant-slin16-0000000f;2"
+    assert stored["rate"] == "16000"
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [
+        'PJSIP/x"; Dial(evil)',
+        "Local/s@a-1;3",
+        "PJSIP/${SHELL(id)}",
+        "PJSIP/a b",
+        "nochannel",
+        "P/" + "a" * 90,
+    ],
+)
+async def test_register_refuses_what_is_not_a_channel_name(
+    agi_port: int, redis: aioredis.Redis, call: str, channel: str
+) -> None:
+    header = asterisk_header(call, script="register", channel=channel, more_args=("44",))
+    assert await play_asterisk(agi_port, header) == ['SET VARIABLE ATTENDANT_REGISTERED "yes"']
+    stored = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"attendant:call:{call}")).items()}
+    assert stored["channel"] == ""
+    assert "rate" not in stored  # 44 Hz is no AudioSocket rate
 
 
 async def test_register_filters_caller_id_and_the_simulator_speaks_it(
@@ -291,6 +335,23 @@ async def test_routes_must_be_async(redis: aioredis.Redis) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_channel_names_by_their_grammar() -> None:
+    for name in (
+        "PJSIP/1001-0000002a",
+        "SIP/10.0.0.1:5060-00000001",
+        "AudioSocket/127.0.0.1:9092-0000000b",
+        "DAHDI/i1/5551234-1",
+        "Local/s@attendant-0000000f;1",
+        "IAX2/peer-12345",
+    ):
+        assert channel_name(name) == name
+    assert channel_name("  PJSIP/1001-0000002a\r") == "PJSIP/1001-0000002a"
+    for bad in ("", "PJSIP/", "/x", "PJSIP/a;b", "PJSIP/a,b", "PJSIP/{x}", "Local/s@a-1;2;2"):
+        assert channel_name(bad) == ""
+    assert audio_rate("16000") == 16000 and audio_rate(8000) == 8000
+    assert audio_rate("16") is None and audio_rate("") is None and audio_rate("x") is None
 
 
 def test_pure_helpers() -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
+from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from bot.calls import ACTIVE_KEY, call_key
+from bot.calls import ACTIVE_KEY, ActiveCalls, call_key
+from bot.stack import RasaStack
 from telephony.simulate import ENDED_BOT_HANGUP, ENDED_WE_HUNG_UP, CallerSimulator, CallResult, Turn
-from tests.conftest import GatewayProcess
+from tests.conftest import GatewayProcess, start_gateway, stop_gateway
 from tests.test_channel_and_actions import without_ids
 
 pytestmark = pytest.mark.timeout(300)
@@ -33,7 +37,7 @@ def wait_outcome(r: redis.Redis, call_id: str, timeout: float = 10.0) -> dict[st
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = r.hgetall(call_key(call_id))
-        if record.get("outcome") and not r.sismember(ACTIVE_KEY, call_id):
+        if record.get("outcome") and r.zscore(ACTIVE_KEY, call_id) is None:
             return record
         time.sleep(0.05)
     raise AssertionError(f"no outcome recorded for {call_id}: {r.hgetall(call_key(call_id))}")
@@ -143,3 +147,61 @@ async def test_asking_for_a_person_hands_off(gateway_text: GatewayProcess, r: re
     assert result.ended_by == ENDED_BOT_HANGUP, result.summary()
     record = wait_outcome(r, str(result.call_id))
     assert (record["outcome"], record["reason"]) == ("handoff", "requested")
+
+
+async def test_silent_wideband_caller_hears_16k_from_the_first_frame(
+    gateway_text: GatewayProcess, r: redis.Redis
+) -> None:
+    """The ``[attendant-slin16]`` path as a real Asterisk 22 plays it: ``register`` with rate 16000 over
+    FastAGI, then an AudioSocket leg whose caller (a Local channel) sends no audio at all. Every frame of the
+    greeting and the reply is kind 0x12."""
+    result = await call(
+        gateway_text,
+        [Turn("text", "thats all thanks bye")],
+        rate=16000,
+        silence=False,
+        caller_number="+15550100001",
+        agi_port=gateway_text.agi_port,
+    )
+    assert result.greeting_at is not None, result.summary()
+    assert result.frames_received > 50
+    assert result.frames_by_rate == {16000: result.frames_received}, result.frames_by_rate
+    assert r.hget(call_key(str(result.call_id)), "rate") == "16000"
+    wait_outcome(r, str(result.call_id))
+
+
+async def test_a_killed_gateway_leaves_no_call_active(
+    rasa: RasaStack, redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """``kill -9`` mid-call: nothing of the dead gateway runs to remove its call from the active set. A
+    gateway that starts next reconciles it: gone within three heartbeats (here 3 x 0.5 s; 15 s by default)."""
+    env = {"VOSK_MODEL": "", "ATTENDANT_HEARTBEAT_S": "0.5"}
+    gw = start_gateway(rasa, redis_url, tmp_path / "gateway.log", **env)
+    sim = CallerSimulator("127.0.0.1", gw.port, wait_s=60)
+    task = asyncio.create_task(sim.run([Turn("text", "hello")]))
+    try:
+        call_id = str(sim.call_id)
+        for _ in range(100):
+            if r.zscore(ACTIVE_KEY, call_id) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert r.zscore(ACTIVE_KEY, call_id) is not None, "the call never became active"
+        gw.proc.send_signal(signal.SIGKILL)
+        gw.proc.wait(10)
+        killed_at = time.monotonic()
+        await asyncio.sleep(1.6)
+        assert r.zscore(ACTIVE_KEY, call_id) is not None  # the dead gateway could not clean up...
+        # ...but a reader already leaves the unvouched call out
+        client = aioredis.from_url(redis_url)
+        assert call_id not in await ActiveCalls(client, heartbeat_s=0.5).live()
+        await client.close()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    second = start_gateway(rasa, redis_url, tmp_path / "gateway2.log", **env)
+    try:
+        while r.zscore(ACTIVE_KEY, call_id) is not None:
+            assert time.monotonic() - killed_at < 60, "the dead gateway's call is still active"
+            await asyncio.sleep(0.1)
+    finally:
+        stop_gateway(second)

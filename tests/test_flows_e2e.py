@@ -97,7 +97,7 @@ def outcome(call_id: object, timeout: float = 15.0) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             record = r.hgetall(call_key(str(call_id)))
-            if record.get("outcome") and not r.sismember(ACTIVE_KEY, str(call_id)):
+            if record.get("outcome") and r.zscore(ACTIVE_KEY, str(call_id)) is None:
                 return record
             time.sleep(0.05)
         raise AssertionError(f"no outcome for {call_id}")

@@ -135,9 +135,9 @@ class Caller:
         self.task = asyncio.create_task(self._read())
 
     @classmethod
-    async def dial(cls, port: int) -> Caller:
+    async def dial(cls, port: int, call: uuid.UUID | None = None) -> Caller:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        call = uuid.uuid4()
+        call = call or uuid.uuid4()
         writer.write(wire.encode_uuid(call))
         await writer.drain()
         return cls(reader, writer, call)
@@ -189,7 +189,7 @@ def _raw(decoder: wire.Decoder, data: bytes) -> Iterator[tuple[int, bytes]]:
         elif isinstance(message, wire.PeerError):
             yield wire.Kind.ERROR, b""
         elif hasattr(message, "pcm"):
-            yield wire.Kind.SLIN_8K if message.rate == 8000 else wire.Kind.SLIN_16K, message.pcm
+            yield wire.RATE_KINDS[message.rate], message.pcm
 
 
 @pytest.fixture
@@ -215,7 +215,7 @@ async def wait_ended(
     async def until() -> dict[str, str]:
         while True:
             data = sync_redis.hgetall(call_key(str(call)))
-            if data.get("outcome") and not sync_redis.sismember(ACTIVE_KEY, str(call)):
+            if data.get("outcome") and sync_redis.zscore(ACTIVE_KEY, str(call)) is None:
                 return data
             await asyncio.sleep(0.02)
 
@@ -232,7 +232,7 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
         menu = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")["keypad_menu"]
         opening = len(GREETING.texts[0].split()) + len(menu.split())
         await caller.wait_voiced(opening * 5)
-        assert sync_redis.sismember(ACTIVE_KEY, str(caller.call))
+        assert sync_redis.zscore(ACTIVE_KEY, str(caller.call)) is not None
         await caller.send(wire.encode_text("bye"))
         await asyncio.wait_for(caller.hangup.wait(), 10)
         record = await wait_ended(h, sync_redis, caller.call)
@@ -246,9 +246,12 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
         assert caller.voiced_frames() == words * 5, detail  # 100 ms a word = 5 frames
         assert session.barge_ins == 0
         lines = sync_redis.xrange(transcript_key(str(caller.call)))
-        assert [(f["who"], f["text"]) for _, f in lines] == [
-            ("bot", GREETING.texts[0]), ("caller", "bye"), ("bot", bye.texts[0]),
-        ]  # fmt: skip
+        assert [(f["who"], f["text"], f.get("prompt")) for _, f in lines] == [
+            ("bot", GREETING.texts[0], None),
+            ("bot", menu, "keypad_menu"),
+            ("caller", "bye", None),
+            ("bot", bye.texts[0], None),
+        ]
         sender, text, meta = h.dialogue.calls[0]
         assert (sender, text) == (str(caller.call), "/session_start")
         assert meta["call_id"] == str(caller.call) and meta["asr_available"] is False
@@ -348,6 +351,70 @@ async def test_no_input_reprompts_then_says_goodbye(sync_redis: redis_sync.Redis
         prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
         assert h.synth.texts.count(prompts["no_input"]) == 1
         assert h.synth.texts[-1] == prompts["no_input_goodbye"]
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_transcript_holds_every_prompt_the_caller_heard(sync_redis: redis_sync.Redis) -> None:
+    """A keypad call (no recogniser) where the caller says nothing: the greeting, the keypad menu, the
+    reprompt and the goodbye were all heard, so all are in the transcript, the gateway's own marked."""
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}), no_input_s=1.0, no_input_retries=1)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await asyncio.wait_for(caller.hangup.wait(), 20)
+        await wait_ended(h, sync_redis, caller.call)
+        prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
+        lines = sync_redis.xrange(transcript_key(str(caller.call)))
+        assert [(f["who"], f["text"], f.get("prompt")) for _, f in lines] == [
+            ("bot", GREETING.texts[0], None),
+            ("bot", prompts["keypad_menu"], "keypad_menu"),
+            ("bot", prompts["no_input"], "no_input"),
+            ("bot", prompts["no_input_goodbye"], "no_input_goodbye"),
+        ]
+        assert h.synth.texts == [line[1]["text"] for line in lines]  # heard == written
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_silent_wideband_caller_gets_16k_from_the_first_frame(sync_redis: redis_sync.Redis) -> None:
+    """``[attendant-slin16]`` registers rate 16000 before dialling; the caller (a Local channel) sends no
+    audio at all. Every frame the bot sends, the first one included, is kind 0x12."""
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}))
+    await start(h)
+    try:
+        call = uuid.uuid4()
+        sync_redis.hset(call_key(str(call)), mapping={"rate": "16000", "channel": "Local/s@x-00000001;2"})
+        caller = await Caller.dial(h.server.port, call)
+        await asyncio.sleep(1.0)
+        audio = [kind for kind, _ in caller.frames if kind != wire.Kind.HANGUP]
+        assert len(audio) >= 40
+        assert set(audio) == {wire.Kind.SLIN_16K}, audio[:5]
+        assert all(len(p) == 640 for _, p in caller.frames)
+        await caller.send(wire.encode_hangup())
+        await caller.close()
+    finally:
+        await stop(h)
+        sync_redis.delete(call_key(str(call)))
+
+
+async def test_unregistered_call_takes_the_rate_of_the_first_caller_frame(
+    sync_redis: redis_sync.Redis,
+) -> None:
+    """No rate registered (the AGI step failed): the bot waits briefly for the caller's first frame and sends
+    at its rate from the start, instead of starting narrowband and switching."""
+    h = Harness(ScriptedDialogue({"/session_start": GREETING}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await asyncio.sleep(0.15)
+        await caller.send(wire.encode_audio(bytes(640), 16000))
+        await asyncio.sleep(0.8)
+        audio = [kind for kind, _ in caller.frames if kind != wire.Kind.HANGUP]
+        assert len(audio) >= 20 and set(audio) == {wire.Kind.SLIN_16K}, audio[:5]
+        await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
         await stop(h)
