@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from actions.backends.base import Branch, OpeningHours
+from actions.shared.yamlfile import YamlFileError, read_yaml
 from actions.speech import FILLERS, number_words
-from bot.yamlfile import YamlFileError, read_yaml
 
 # --- the FAQ file ---------------------------------------------------------------------------------------
 

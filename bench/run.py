@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.config import REPO_ROOT
+from actions.shared.paths import REPO_ROOT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SPOKEN = [

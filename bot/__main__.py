@@ -18,7 +18,7 @@ from bot.config import Config, ConfigError
 from bot.gateway import Gateway
 from bot.prompts import PromptsError
 from bot.tts import LexiconError
-from telephony.agi import start_agi_server
+from telephony.agi import AgiServer
 
 log = logging.getLogger("bot")
 
@@ -46,7 +46,8 @@ async def serve(gateway: Gateway, rasa_wait_s: float) -> None:
     config = gateway.config
     if rasa_wait_s > 0 and not await wait_for_rasa(config.rasa.url, config.rasa.token, rasa_wait_s):
         log.warning("Rasa at %s is not ready; calls will be handed to a person until it is", config.rasa.url)
-    agi_server = await start_agi_server(config.agi, gateway.redis)
+    agi = AgiServer(config.agi, gateway.redis)
+    await agi.start()
     await gateway.start()
     print(
         f"attendant gateway: audiosocket {config.gateway.host}:{gateway.server.port}  "
@@ -61,8 +62,9 @@ async def serve(gateway: Gateway, rasa_wait_s: float) -> None:
     try:
         await stop.wait()
     finally:
-        if agi_server is not None:
-            agi_server.close()
+        # FastAGI first: stop taking new sessions, let those in progress tell the dialplan where the caller
+        # goes; then the calls.
+        await agi.close()
         await gateway.close()
 
 

@@ -1,13 +1,4 @@
-"""What a call leaves in Redis for the other processes.
-
-Keys::
-
-    attendant:calls:active                sorted set: call UUID -> when a gateway last vouched for it (unix s)
-    attendant:call:<uuid>                 hash: outcome, reason, skill, started_at, ended_at, turns,
-                                          context (JSON)
-                                          and, when call control registered them, caller_number, channel, rate
-    attendant:call:<uuid>:transcript      stream: who (caller|bot|system), text, t (unix seconds) and, on the
-                                          gateway's own phrases, prompt (its name in prompts.yml)
+"""What a call leaves in Redis for the other processes (key names and vocabulary: ``telephony/callstate.py``).
 
 The call's hash and transcript expire ``RETENTION_S`` after their last write. A call is *active* while its
 gateway keeps vouching for it: every gateway refreshes the score of each call it is serving every
@@ -15,9 +6,7 @@ gateway keeps vouching for it: every gateway refreshes the score of each call it
 gateway that dies (``kill -9``, a power cut) leaves no call "active" for longer than that, and the set itself
 expires when no gateway at all is left to refresh it. Read it with :meth:`ActiveCalls.live`.
 
-``outcome`` is one of ``completed`` (the bot finished the call), ``handoff`` (a person takes over: ``reason``
-and ``skill`` say why and who), ``abandoned`` (the caller hung up) and ``failed`` (the gateway broke; the
-dialplan sends the caller to a queue). The FastAGI ``outcome`` route reads this hash after ``AudioSocket()``.
+The FastAGI ``outcome`` route reads the call's hash after ``AudioSocket()``.
 
 Redis trouble never breaks a call: a failed write is logged (without content) and the call goes on.
 """
@@ -34,25 +23,22 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from telephony.callstate import (
+    ACTIVE_KEY,
+    RETENTION_S,
+    TRANSCRIPT_MAXLEN,
+    Outcome,
+    Reason,
+    Skill,
+    call_key,
+    transcript_key,
+)
+
 log = logging.getLogger(__name__)
 
-RETENTION_S = 86400
-ACTIVE_KEY = "attendant:calls:active"
 HEARTBEAT_S = 5.0
 """How often a gateway vouches for its calls; a call not vouched for in ``STALE_BEATS`` beats is dropped."""
 STALE_BEATS = 3
-TRANSCRIPT_MAXLEN = 1000
-OUTCOMES = ("completed", "handoff", "abandoned", "failed")
-
-
-def call_key(call_id: str) -> str:
-    """The call's hash."""
-    return f"attendant:call:{call_id}"
-
-
-def transcript_key(call_id: str) -> str:
-    """The call's transcript stream."""
-    return f"attendant:call:{call_id}:transcript"
 
 
 class CallRecord:
@@ -97,21 +83,19 @@ class CallRecord:
 
     async def finish(
         self,
-        outcome: str,
+        outcome: Outcome,
         *,
-        reason: str = "",
-        skill: str = "",
+        reason: Reason | None = None,
+        skill: Skill | None = None,
         turns: int = 0,
         context: Mapping[str, Any] | None = None,
     ) -> None:
         """Record how the call ended and drop it from the active set."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown outcome {outcome!r}")
         key = call_key(self.call_id)
         fields = {
-            "outcome": outcome,
-            "reason": reason,
-            "skill": skill,
+            "outcome": Outcome(outcome).value,
+            "reason": Reason(reason).value if reason else "",
+            "skill": Skill(skill).value if skill else "",
             "turns": str(turns),
             "ended_at": f"{time.time():.3f}",
             "context": json.dumps(dict(context or {}), default=str),

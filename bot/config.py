@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from actions.shared.paths import NLU_DATA, VOICES
+from telephony.agi import AgiConfig
 
 
 class ConfigError(ValueError):
@@ -76,18 +77,6 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class AgiConfig:
-    """The FastAGI call-control server."""
-
-    host: str = "127.0.0.1"
-    port: int = 4573
-    header_timeout_s: float = 5.0
-    """A peer that has not finished its ``agi_*`` header by then is dropped."""
-    max_header_bytes: int = 16384
-    """A header larger than this is dropped."""
-
-
-@dataclass(frozen=True, slots=True)
 class RasaConfig:
     """The dialogue server."""
 
@@ -118,11 +107,11 @@ class TtsConfig:
     """Worker threads for synthesis (each uses ``onnx_threads`` cores)."""
     onnx_threads: int = 1
     """onnxruntime intra-op threads per synthesis (it takes every core by default)."""
-    cache_dir: Path = field(default_factory=lambda: REPO_ROOT / "voices" / "cache")
+    cache_dir: Path = field(default_factory=lambda: VOICES / "cache")
     """Where synthesised prompts are kept between runs."""
     length_scale: float = 1.0
     """Speaking rate: above 1 slower, below 1 faster."""
-    lexicon: Path = field(default_factory=lambda: REPO_ROOT / "voices" / "lexicon.yml")
+    lexicon: Path = field(default_factory=lambda: VOICES / "lexicon.yml")
     """How particular words are said (``WRITTEN: spoken``)."""
 
 
@@ -136,7 +125,7 @@ class Config:
     asr: AsrConfig = field(default_factory=AsrConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     redis_url: str = "redis://127.0.0.1:6379/0"
-    prompts_file: Path = field(default_factory=lambda: REPO_ROOT / "nlu-data" / "prompts.yml")
+    prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
 
     @classmethod
@@ -177,10 +166,10 @@ class Config:
                 voice=voice_path,
                 threads=_int(e, "ATTENDANT_TTS_THREADS", 1, 1, 64),
                 onnx_threads=_int(e, "ATTENDANT_TTS_ONNX_THREADS", 1, 1, 64),
-                cache_dir=Path(e.get("ATTENDANT_PROMPT_CACHE", str(REPO_ROOT / "voices" / "cache"))),
+                cache_dir=Path(e.get("ATTENDANT_PROMPT_CACHE", str(VOICES / "cache"))),
                 length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
-                lexicon=Path(e.get("ATTENDANT_LEXICON", str(REPO_ROOT / "voices" / "lexicon.yml"))),
+                lexicon=Path(e.get("ATTENDANT_LEXICON", str(VOICES / "lexicon.yml"))),
             ),
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(REPO_ROOT / "nlu-data" / "prompts.yml"))),
+            prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
         )

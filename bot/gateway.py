@@ -87,7 +87,7 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _new_call(self, call_id: str, out: Connection, *, allow_text: bool) -> CallSession:
+    def _new_call(self, call_id: str, out: Connection) -> CallSession:
         deps = SessionDeps(
             speech=self.speech,
             dialogue=self.dialogue,
@@ -97,7 +97,7 @@ class Gateway:
             asr_executor=self.asr_pool,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
-        session = CallSession(call_id, out, deps, self.config.gateway, allow_text=allow_text)
+        session = CallSession(call_id, out, deps, self.config.gateway)
         self.sessions[call_id] = session
         return session
 

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from bot.config import REPO_ROOT
+from actions.shared.paths import REPO_ROOT
 
 RUN_DIR = REPO_ROOT / ".run"
 MODEL = REPO_ROOT / "models" / "attendant.tar.gz"

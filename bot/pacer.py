@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.audio import resample
-from bot.frames import FRAME_MS, AudioOut, frame_bytes
+from telephony.frames import FRAME_MS, AudioOut, frame_bytes
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.yamlfile import YamlFileError, read_yaml
+from actions.shared.yamlfile import YamlFileError, read_yaml
 
 REQUIRED = ("technical", "handoff", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -38,12 +38,12 @@ from bot.audio import StreamResampler
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
 from bot.dialogue import Dialogue, DialogueError, Reply
-from bot.frames import AudioIn, Dtmf, Hangup, Transcript
 from bot.pacer import Pacer
 from bot.prompts import Prompts
 from bot.tts import Speech
 from bot.vad import Endpointer, EndpointerConfig, Event, WebRtcVad
 from telephony.audiosocket import audio_rate
+from telephony.frames import AudioIn, Dtmf, Hangup, InboundFrame, PeerError, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +124,11 @@ class SessionDeps:
 class CallSession:
     """A single call."""
 
-    def __init__(
-        self, call_id: str, out: Outbound, deps: SessionDeps, config: GatewayConfig, *, allow_text: bool
-    ) -> None:
+    def __init__(self, call_id: str, out: Outbound, deps: SessionDeps, config: GatewayConfig) -> None:
         self.call_id = call_id
         self._out = out
         self._d = deps
         self._cfg = config
-        self._allow_text = allow_text
         self._clock = deps.clock
         self.record = CallRecord(deps.redis, call_id)
         self.pacer = Pacer(out.send_audio, 8000, clock=deps.clock)
@@ -169,7 +166,20 @@ class CallSession:
 
     # ------------------------------------------------------ inbound (called by the edge, on the loop)
 
-    def on_audio(self, frame: AudioIn) -> None:
+    def on_frame(self, frame: InboundFrame) -> None:
+        """The one entry point from the telephony edge."""
+        if isinstance(frame, AudioIn):
+            self._on_audio(frame)
+        elif isinstance(frame, Dtmf):
+            self._on_dtmf(frame)
+        elif isinstance(frame, Transcript):
+            self._on_injected(frame)
+        elif isinstance(frame, Hangup):
+            self._on_hangup()
+        elif isinstance(frame, PeerError):
+            self._on_peer_error(frame)
+
+    def _on_audio(self, frame: AudioIn) -> None:
         """Caller audio."""
         now = self._clock()
         if not self._rate_known:
@@ -199,7 +209,7 @@ class CallSession:
         ):
             self._barge_in()
 
-    def on_dtmf(self, key: Dtmf) -> None:
+    def _on_dtmf(self, key: Dtmf) -> None:
         """A keypad press: stops the bot talking, collects digits."""
         self._barge_in()
         self._last_activity = self._clock()
@@ -209,25 +219,22 @@ class CallSession:
         self._keys += key.digit
         self._last_key_at = self._clock()
 
-    def on_text(self, text: str) -> None:
-        """Text injected after the recogniser (simulator, tests)."""
-        if not self._allow_text:
-            log.warning("call %s: text injection refused (not allowed from this peer)", self.call_id)
-            return
+    def _on_injected(self, frame: Transcript) -> None:
+        """Text injected after the recogniser (simulator, tests); the edge decided it is allowed."""
         self._barge_in()
         now = self._clock()
         self._pending_timing = TurnTiming("inject", now, transcript_at=now)
-        self._inputs.put_nowait(Transcript(text.strip(), source="inject"))
+        self._inputs.put_nowait(Transcript(frame.text.strip(), source="inject"))
 
-    def on_hangup(self, frame: Hangup) -> None:
+    def _on_hangup(self) -> None:
         """The caller hung up (hangup frame or the socket closed)."""
         if not self._finishing:
             self.outcome, self.reason = "abandoned", "caller-hangup"
         self._done.set()
 
-    def on_peer_error(self, code: int | None) -> None:
-        """Asterisk reported an error on the channel."""
-        log.warning("call %s: peer reported error %s", self.call_id, code)
+    def _on_peer_error(self, frame: PeerError) -> None:
+        """Asterisk reported an error on the channel (or broke the protocol)."""
+        log.warning("call %s: peer reported error %s", self.call_id, frame.code)
         if not self._finishing:
             self.outcome, self.reason = "failed", "peer-error"
         self._done.set()

@@ -19,9 +19,9 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
+from actions.shared.yamlfile import YamlFileError, read_yaml
 from bot.audio import resample
-from bot.frames import AudioOut
-from bot.yamlfile import YamlFileError, read_yaml
+from telephony.frames import AudioOut
 
 log = logging.getLogger(__name__)
 

@@ -48,19 +48,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config import AgiConfig
 from telephony.audiosocket import audio_rate
+from telephony.callstate import RETENTION_S, SAFE_VALUE, Outcome, Reason, Skill, call_key
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = frozenset({"completed", "handoff", "abandoned", "failed"})
-"""Values of ``ATTENDANT_RESULT`` besides ``none``."""
-NO_RESULT = "none"
-"""``ATTENDANT_RESULT`` when there is no usable outcome: the dialplan queues the caller."""
-DEFAULT_SKILL = "general"
-DEFAULT_REASON = "none"
-SAFE_VALUE = re.compile(r"[a-z0-9_-]{1,32}")
-"""The only values that reach a channel variable."""
 SESSION_TIMEOUT_S = 30.0
 """A FastAGI session (after the header) that takes longer is cut; the dialplan then queues the caller."""
 REDIS_TIMEOUT_S = 2.0
@@ -70,21 +62,24 @@ Route = Callable[[Any], Awaitable[None]]
 """A FastAGI route: ``async def route(request: panoramisk.fast_agi.Request) -> None``."""
 
 
+@dataclass(frozen=True, slots=True)
+class AgiConfig:
+    """The FastAGI call-control server."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    header_timeout_s: float = 5.0
+    """A peer that has not finished its ``agi_*`` header by then is dropped."""
+    max_header_bytes: int = 16384
+    """A header larger than this is dropped."""
+
+
 class HeaderError(Exception):
     """The peer did not send a complete, well-formed ``agi_*`` header within the limits."""
 
 
 class AgiCommandError(Exception):
     """A command was not answered ``200``: the channel hung up or Asterisk refused it."""
-
-
-def call_key(call_id: uuid.UUID) -> str:
-    """Redis hash holding a call's outcome (written by the bot)."""
-    return f"attendant:call:{call_id}"
-
-
-CALL_RETENTION_S = 86400
-"""How long a call's hash lives (the bot uses the same)."""
 
 
 def caller_number(raw: str) -> str:
@@ -130,37 +125,39 @@ def safe_value(raw: object, default: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
-    """What the dialplan is told about a call; every field already matches :data:`SAFE_VALUE`."""
+    """What the dialplan is told about a call; every value is one of the call-state enums, so it matches
+    :data:`SAFE_VALUE`."""
 
-    result: str
-    """One of :data:`OUTCOMES` or ``none``."""
-    reason: str = DEFAULT_REASON
-    skill: str = DEFAULT_SKILL
+    result: Outcome
+    reason: Reason = Reason.NONE
+    skill: Skill = Skill.GENERAL
 
     def variables(self) -> list[tuple[str, str]]:
         """Channel variables in the order they are set (``ATTENDANT_RESULT`` last)."""
         return [
-            ("ATTENDANT_REASON", self.reason),
-            ("ATTENDANT_SKILL", self.skill),
-            ("ATTENDANT_RESULT", self.result),
+            ("ATTENDANT_REASON", self.reason.value),
+            ("ATTENDANT_SKILL", self.skill.value),
+            ("ATTENDANT_RESULT", self.result.value),
         ]
 
 
 def outcome_from_hash(fields: Mapping[Any, Any]) -> CallOutcome:
     """Turn the call's Redis hash (bytes or str keys and values) into a filtered :class:`CallOutcome`."""
     if not fields:
-        return CallOutcome(NO_RESULT, "no-result")
+        return CallOutcome(Outcome.NONE, Reason.NO_RESULT)
     decoded = {
         (k.decode("utf-8", errors="replace") if isinstance(k, bytes) else str(k)): v
         for k, v in fields.items()
     }
-    result = safe_value(decoded.get("outcome"), NO_RESULT)
-    if result not in OUTCOMES:
-        result = NO_RESULT
+    try:
+        result = Outcome(safe_value(decoded.get("outcome"), Outcome.NONE.value))
+    except ValueError:
+        result = Outcome.NONE
+    default_reason = Reason.NONE if result is not Outcome.NONE else Reason.NO_RESULT
     return CallOutcome(
         result=result,
-        reason=safe_value(decoded.get("reason"), DEFAULT_REASON if result != NO_RESULT else "no-result"),
-        skill=safe_value(decoded.get("skill"), DEFAULT_SKILL),
+        reason=Reason.parse(safe_value(decoded.get("reason"), ""), default_reason),
+        skill=Skill.parse(safe_value(decoded.get("skill"), "")),
     )
 
 
@@ -247,9 +244,16 @@ class AgiServer:
         self._redis = redis
         self._session_timeout_s = session_timeout_s
         self._app: Any = None
+        self._server: asyncio.AbstractServer | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> asyncio.AbstractServer:
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
         """Build the panoramisk Application (in this loop), register the routes, listen."""
         from panoramisk.fast_agi import Application
 
@@ -259,9 +263,17 @@ class AgiServer:
         server = await asyncio.start_server(
             self.handle, self._config.host, self._config.port, limit=self._config.max_header_bytes
         )
+        self._server = server
         where = ", ".join(str(s.getsockname()[:2]) for s in server.sockets)
         log.info("FastAGI listening on %s", where)
-        return server
+
+    async def close(self, drain_s: float = 5.0) -> None:
+        """Stop listening, then let sessions in progress finish (the dialplan is waiting on them) for up to
+        ``drain_s`` seconds; cancel what is left."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        await self.drain(drain_s)
 
     def add_route(self, path: str, endpoint: Route) -> None:
         """Register a route; only ``async def`` is accepted (panoramisk would wrap others with the
@@ -315,14 +327,14 @@ class AgiServer:
     async def lookup(self, call_id: uuid.UUID | None) -> CallOutcome:
         """The call's outcome from Redis, filtered; ``none`` on any problem."""
         if call_id is None:
-            return CallOutcome(NO_RESULT, "no-call-id")
+            return CallOutcome(Outcome.NONE, Reason.NO_CALL_ID)
         try:
             fields = await asyncio.wait_for(self._redis.hgetall(call_key(call_id)), timeout=REDIS_TIMEOUT_S)
         except Exception as exc:  # RedisError, OSError, timeout: all mean "ask a person"
             log.warning(
                 "call %s: outcome lookup failed (%s); caller goes to a queue", call_id, type(exc).__name__
             )
-            return CallOutcome(NO_RESULT, "technical")
+            return CallOutcome(Outcome.NONE, Reason.TECHNICAL)
         return outcome_from_hash(fields or {})
 
     async def register(self, request: Any) -> None:
@@ -345,7 +357,7 @@ class AgiServer:
             try:
                 pipe = self._redis.pipeline()
                 pipe.hset(call_key(call_id), mapping=fields)
-                pipe.expire(call_key(call_id), CALL_RETENTION_S)
+                pipe.expire(call_key(call_id), RETENTION_S)
                 await asyncio.wait_for(pipe.execute(), timeout=REDIS_TIMEOUT_S)
                 registered = "yes"
             except Exception as exc:  # the bot then treats the caller as unknown
@@ -371,22 +383,13 @@ class AgiServer:
         )
 
     async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait for sessions in progress (after ``server.close()``); cancel any still running at the end."""
+        """Wait for sessions in progress; cancel any still running at the end."""
         pending = set(self._sessions)
         if not pending:
             return
         _done, still = await asyncio.wait(pending, timeout=timeout_s)
         for task in still:
             task.cancel()
-
-
-async def start_agi_server(
-    config: AgiConfig, redis: Any, *, session_timeout_s: float = SESSION_TIMEOUT_S
-) -> asyncio.AbstractServer:
-    """Start the guarded FastAGI server (call from inside the running loop, e.g. the gateway's ``__main__``).
-
-    ``redis`` is a ``redis.asyncio.Redis`` (any object with an async ``hgetall``). Close with
-    ``server.close(); await server.wait_closed()``; sessions are bounded by ``session_timeout_s``.
-    """
-    agi = AgiServer(config, redis, session_timeout_s=session_timeout_s)
-    return await agi.start()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+            log.warning("FastAGI: %d session(s) cut at shutdown", len(still))

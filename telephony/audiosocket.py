@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 
-from bot.frames import SAMPLE_WIDTH, AudioIn, Dtmf, Hangup
+from telephony.frames import SAMPLE_WIDTH, AudioIn, Dtmf, Hangup, PeerError, Transcript
 
 HEADER = struct.Struct(">BH")
 """Kind (1 byte) then payload length (2 bytes, big-endian)."""
@@ -106,22 +106,9 @@ class CallId:
     uuid: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class PeerError:
-    """The peer reported an error."""
-
-    code: int | None
-    """Error code byte, when one was sent."""
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """Injected text (Attendant extension, for the simulator)."""
-
-    text: str
-
-
-Message = CallId | AudioIn | Dtmf | Hangup | PeerError | Text
+Message = CallId | AudioIn | Dtmf | Hangup | PeerError | Transcript
+"""A decoded message: the call UUID, or a frame for the call (injected text arrives as a ``Transcript``
+with ``source="inject"``)."""
 
 
 def _max_payload(kind: int) -> int:
@@ -153,7 +140,7 @@ def parse(kind: int, payload: bytes) -> Message:
         return PeerError(payload[0] if payload else None)
     if kind == Kind.TEXT:
         try:
-            return Text(payload.decode("utf-8"))
+            return Transcript(payload.decode("utf-8"), source="inject")
         except UnicodeDecodeError as exc:
             raise ProtocolError("text payload is not UTF-8") from exc
     raise ProtocolError(f"unknown message kind 0x{kind:02x}")  # pragma: no cover - checked in Decoder

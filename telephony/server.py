@@ -1,10 +1,13 @@
 """The AudioSocket media server: accepts Asterisk's TCP connections and hands typed frames to a call handler.
 
 Per connection: the first message must be the call UUID (within ``first_frame_timeout_s``); then every
-message is decoded and dispatched to the handler's ``on_*`` methods, and the handler's ``run()`` drives the
-call. A malformed message gets an error frame and closes *that* connection; other calls are untouched.
-When the server is full, a new connection gets an error frame and is closed at once, so the dialplan moves
-on to a person instead of waiting.
+message is decoded into a frame (``telephony/frames.py``) and delivered through the handler's one entry
+point, ``on_frame``, while the handler's ``run()`` drives the call. A closed socket is delivered as a
+``Hangup``, a protocol violation as a ``PeerError(None)``. Injected text (the simulator's 0x40 frames) is
+delivered only when this server allows it from that peer (``text_injection``); otherwise it is dropped
+here, with a log line. A malformed message gets an error frame and closes *that* connection; other calls
+are untouched. When the server is full, a new connection gets an error frame and is closed at once, so the
+dialplan moves on to a person instead of waiting.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import ipaddress
 import logging
 from typing import Protocol
 
-from bot.frames import AudioIn, Dtmf, Hangup
 from telephony import audiosocket as wire
+from telephony.frames import Hangup, InboundFrame, PeerError, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +31,18 @@ WRITE_HIGH_WATER = 256 * 1024
 class CallHandler(Protocol):
     """What a call looks like to the edge (implemented by ``bot.session.CallSession``)."""
 
-    def on_audio(self, frame: AudioIn) -> None: ...
+    def on_frame(self, frame: InboundFrame) -> None:
+        """One frame from the caller's side, on the event loop; must not block. After a ``Hangup`` or a
+        ``PeerError`` no more frames come."""
 
-    def on_dtmf(self, key: Dtmf) -> None: ...
-
-    def on_text(self, text: str) -> None: ...
-
-    def on_hangup(self, frame: Hangup) -> None: ...
-
-    def on_peer_error(self, code: int | None) -> None: ...
-
-    async def run(self) -> None: ...
+    async def run(self) -> None:
+        """Drive the call to its end."""
 
 
 class HandlerFactory(Protocol):
     """Builds a handler for a new call."""
 
-    def __call__(self, call_id: str, out: Connection, *, allow_text: bool) -> CallHandler: ...
+    def __call__(self, call_id: str, out: Connection) -> CallHandler: ...
 
 
 class Connection:
@@ -158,7 +156,7 @@ class AudioSocketServer:
             first = await asyncio.wait_for(self._first_message(reader, decoder), self._first_timeout)
         except (asyncio.TimeoutError, wire.ProtocolError, ConnectionError) as exc:
             self.protocol_errors += 1
-            log.warning("connection dropped before a call UUID: %s", exc or type(exc).__name__)
+            log.warning("connection dropped before a call UUID: %s", str(exc) or type(exc).__name__)
             conn.send_error()
             return
         if first is None:
@@ -167,11 +165,11 @@ class AudioSocketServer:
             self._text_injection == "loopback" and is_loopback(peer)
         )
         call_id = str(first.uuid)
-        handler = self._factory(call_id, conn, allow_text=allow_text)
+        handler = self._factory(call_id, conn)
         self.active += 1
         run = asyncio.create_task(handler.run(), name=f"call-{call_id}")
         pump = asyncio.create_task(
-            self._pump(reader, decoder, handler, conn, call_id), name=f"read-{call_id}"
+            self._pump(reader, decoder, handler, conn, call_id, allow_text), name=f"read-{call_id}"
         )
         try:
             await asyncio.wait({run, pump}, return_when=asyncio.FIRST_COMPLETED)
@@ -204,33 +202,28 @@ class AudioSocketServer:
         handler: CallHandler,
         conn: Connection,
         call_id: str,
+        allow_text: bool,
     ) -> None:
         data = b""
         try:
             while True:
                 for message in decoder.feed(data):
-                    if isinstance(message, AudioIn):
-                        handler.on_audio(message)
-                    elif isinstance(message, Dtmf):
-                        handler.on_dtmf(message)
-                    elif isinstance(message, wire.Text):
-                        handler.on_text(message.text)
-                    elif isinstance(message, Hangup):
-                        handler.on_hangup(message)
-                        return
-                    elif isinstance(message, wire.PeerError):
-                        handler.on_peer_error(message.code)
-                        return
-                    elif isinstance(message, wire.CallId):
+                    if isinstance(message, wire.CallId):
                         raise wire.ProtocolError("second call UUID on one connection")
+                    if isinstance(message, Transcript) and not allow_text:
+                        log.warning("call %s: text injection refused (not allowed from this peer)", call_id)
+                        continue
+                    handler.on_frame(message)
+                    if isinstance(message, (Hangup, PeerError)):
+                        return
                 data = await reader.read(READ_SIZE)
                 if not data:
-                    handler.on_hangup(Hangup(by="caller"))
+                    handler.on_frame(Hangup(by="caller"))
                     return
         except wire.ProtocolError as exc:
             self.protocol_errors += 1
             log.warning("call %s: protocol error, closing: %s", call_id, exc)
             conn.send_error()
-            handler.on_peer_error(None)
+            handler.on_frame(PeerError(None))
         except ConnectionError:
-            handler.on_hangup(Hangup(by="caller"))
+            handler.on_frame(Hangup(by="caller"))

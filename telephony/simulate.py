@@ -50,20 +50,27 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.audio import resample
-from bot.frames import FRAME_MS, SAMPLE_WIDTH, AudioIn, Dtmf, Hangup, frame_bytes
 from telephony.audiosocket import (
     DTMF_DIGITS,
     RATE_KINDS,
     CallId,
     Decoder,
-    PeerError,
     ProtocolError,
-    Text,
     encode_audio,
     encode_dtmf,
     encode_hangup,
     encode_text,
     encode_uuid,
+)
+from telephony.frames import (
+    FRAME_MS,
+    SAMPLE_WIDTH,
+    AudioIn,
+    Dtmf,
+    Hangup,
+    PeerError,
+    Transcript,
+    frame_bytes,
 )
 
 FRAME_S = FRAME_MS / 1000
@@ -984,7 +991,7 @@ class CallerSimulator:
             result.bot_errors.append(message.code)
             code = "no code" if message.code is None else f"code 0x{message.code:02x}"
             self._emit(now, "bot", f"ERROR frame 0xff ({code})")
-        elif isinstance(message, (CallId, Dtmf, Text)):
+        elif isinstance(message, (CallId, Dtmf, Transcript)):
             self._emit(now, "bot", f"unexpected {type(message).__name__} frame")
 
     def _utterance_began(self, t: float) -> None:

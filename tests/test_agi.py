@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from bot.config import AgiConfig
 from telephony.agi import (
+    AgiConfig,
     AgiServer,
     CallOutcome,
     call_id_from,
@@ -23,9 +23,9 @@ from telephony.agi import (
     outcome_from_hash,
     parse_header,
     safe_value,
-    start_agi_server,
 )
 from telephony.audiosocket import audio_rate
+from telephony.callstate import Outcome, Reason, Skill
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HEADER_TIMEOUT_S = 0.6
@@ -107,10 +107,10 @@ async def redis() -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 async def agi_port(redis: aioredis.Redis) -> AsyncIterator[int]:
     config = AgiConfig(host="127.0.0.1", port=0, header_timeout_s=HEADER_TIMEOUT_S, max_header_bytes=4096)
-    server = await start_agi_server(config, redis, session_timeout_s=5.0)
-    yield server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
+    server = AgiServer(config, redis, session_timeout_s=5.0)
+    await server.start()
+    yield server.port
+    await server.close()
 
 
 @pytest.fixture
@@ -237,14 +237,13 @@ async def test_unknown_outcome_is_none(agi_port: int, redis: aioredis.Redis, cal
 async def test_redis_down_is_none() -> None:
     dead = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     config = AgiConfig(host="127.0.0.1", port=0, header_timeout_s=HEADER_TIMEOUT_S)
-    server = await start_agi_server(config, dead)
+    server = AgiServer(config, dead)
+    await server.start()
     try:
-        port = server.sockets[0].getsockname()[1]
-        got = await play_asterisk(port, asterisk_header(str(uuid.uuid4())))
+        got = await play_asterisk(server.port, asterisk_header(str(uuid.uuid4())))
         assert got == expected("none", "technical", "general")
     finally:
-        server.close()
-        await server.wait_closed()
+        await server.close()
         await dead.close()
 
 
@@ -324,7 +323,7 @@ async def test_bad_peers_are_dropped_while_good_sessions_complete(
 
 async def test_routes_must_be_async(redis: aioredis.Redis) -> None:
     agi = AgiServer(AgiConfig(port=0), redis)
-    server = await agi.start()
+    await agi.start()
     try:
 
         def sync_route(request: object) -> None:  # pragma: no cover - never called
@@ -333,8 +332,7 @@ async def test_routes_must_be_async(redis: aioredis.Redis) -> None:
         with pytest.raises(TypeError):
             agi.add_route("sync", sync_route)  # type: ignore[arg-type]
     finally:
-        server.close()
-        await server.wait_closed()
+        await agi.close()
 
 
 def test_channel_names_by_their_grammar() -> None:
@@ -361,9 +359,9 @@ def test_pure_helpers() -> None:
     assert safe_value("a" * 33, "x") == "x"
     assert safe_value("", "x") == "x"
     assert safe_value(None, "x") == "x"
-    assert outcome_from_hash({}) == CallOutcome("none", "no-result", "general")
+    assert outcome_from_hash({}) == CallOutcome(Outcome.NONE, Reason.NO_RESULT, Skill.GENERAL)
     assert outcome_from_hash({b"outcome": b"failed", b"reason": b"technical"}) == CallOutcome(
-        "failed", "technical", "general"
+        Outcome.FAILED, Reason.TECHNICAL, Skill.GENERAL
     )
     headers = parse_header(asterisk_header("0f8fad5b-d9cb-469f-a165-70867728950e")[:-2])
     assert headers["agi_network_script"] == "outcome"

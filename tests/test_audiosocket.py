@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from bot.frames import AudioIn, Dtmf, Hangup
 from telephony import audiosocket as wire
+from telephony.frames import AudioIn, Dtmf, Hangup, InboundFrame, PeerError, Transcript
 from telephony.server import AudioSocketServer, Connection
 
 CALL = uuid.UUID("40325ec2-5efd-4bd3-805f-53576e581d13")
@@ -68,9 +68,9 @@ def test_decode_every_kind() -> None:
         AudioIn(b"\x01\x02" * 160, 8000),
         AudioIn(b"\x03\x04" * 320, 16000),
         Dtmf("7"),
-        wire.Text("one two three"),
-        wire.PeerError(2),
-        wire.PeerError(None),
+        Transcript("one two three", source="inject"),
+        PeerError(2),
+        PeerError(None),
         Hangup(by="caller"),
     ]
 
@@ -123,23 +123,12 @@ class RecordingCall:
         self.events: list[object] = []
         self.done = asyncio.Event()
 
-    def on_audio(self, frame: AudioIn) -> None:
+    def on_frame(self, frame: InboundFrame) -> None:
         self.events.append(frame)
-        self.out.send_audio(frame.pcm, frame.rate)
-
-    def on_dtmf(self, key: Dtmf) -> None:
-        self.events.append(key)
-
-    def on_text(self, text: str) -> None:
-        self.events.append(wire.Text(text))
-
-    def on_hangup(self, frame: Hangup) -> None:
-        self.events.append(frame)
-        self.done.set()
-
-    def on_peer_error(self, code: int | None) -> None:
-        self.events.append(wire.PeerError(code))
-        self.done.set()
+        if isinstance(frame, AudioIn):
+            self.out.send_audio(frame.pcm, frame.rate)
+        if isinstance(frame, (Hangup, PeerError)):
+            self.done.set()
 
     async def run(self) -> None:
         await self.done.wait()
@@ -149,7 +138,7 @@ class RecordingCall:
 async def server() -> tuple[AudioSocketServer, dict[str, RecordingCall]]:
     calls: dict[str, RecordingCall] = {}
 
-    def factory(call_id: str, out: Connection, *, allow_text: bool) -> RecordingCall:
+    def factory(call_id: str, out: Connection) -> RecordingCall:
         calls[call_id] = RecordingCall(call_id, out)
         return calls[call_id]
 
@@ -183,7 +172,7 @@ async def test_server_dispatches_split_writes_and_keeps_serving_others(server) -
     await bad_w.drain()
     assert await _read_message(bad_r) == (0xFF, b"\x00")
     assert await asyncio.wait_for(bad_r.read(), 2) == b""
-    assert calls[str(bad)].events[-1] == wire.PeerError(None)
+    assert calls[str(bad)].events[-1] == PeerError(None)
 
     # ...a third sends an unknown kind...
     unk_r, unk_w = await asyncio.open_connection("127.0.0.1", srv.port)

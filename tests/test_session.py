@@ -21,15 +21,16 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as aioredis
 
+from actions.shared.paths import REPO_ROOT
 from bot.asr import AsrUpdate
-from bot.calls import ACTIVE_KEY, call_key, transcript_key
-from bot.config import REPO_ROOT, GatewayConfig
+from bot.config import GatewayConfig
 from bot.dialogue import DialogueTimeout, Reply
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
 from bot.vad import EndpointerConfig
 from telephony import audiosocket as wire
+from telephony.callstate import ACTIVE_KEY, call_key, transcript_key
 from telephony.server import AudioSocketServer, Connection
 
 TONE = 1000  # amplitude of the fake voice's samples
@@ -111,7 +112,7 @@ class Harness:
         self.sessions: dict[str, CallSession] = {}
         self.server = AudioSocketServer(self._factory, host="127.0.0.1", port=0)
 
-    def _factory(self, call_id: str, out: Connection, *, allow_text: bool) -> CallSession:
+    def _factory(self, call_id: str, out: Connection) -> CallSession:
         deps = SessionDeps(
             speech=Speech(self.synth, PromptCache(None), self.pool),
             dialogue=self.dialogue,
@@ -121,7 +122,7 @@ class Harness:
             asr_executor=self.pool,
             endpointer=EndpointerConfig(trailing_silence_s=0.3),
         )
-        self.sessions[call_id] = CallSession(call_id, out, deps, self.config, allow_text=allow_text)
+        self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
         return self.sessions[call_id]
 
 

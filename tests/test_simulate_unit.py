@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.frames import AudioIn, Dtmf, Hangup
 from telephony import simulate
-from telephony.audiosocket import CallId, Decoder, Text, encode_audio, encode_error, encode_hangup
+from telephony.audiosocket import CallId, Decoder, encode_audio, encode_error, encode_hangup
+from telephony.frames import AudioIn, Dtmf, Hangup, Transcript
 from telephony.simulate import (
     ENDED_BOT_HANGUP,
     ENDED_SOCKET_CLOSED,
@@ -300,7 +300,7 @@ class FakeBot:
                         self.call_id = msg.uuid
                         queue_audio(tone(self.greeting_s, self.rate))
                         await note("bot", "hello, how can I help?")
-                    elif isinstance(msg, Text):
+                    elif isinstance(msg, Transcript):
                         await note("caller", msg.text)
                         await note("bot", f"you said {msg.text}")
                         bye = self.hang_up_on is not None and msg.text == self.hang_up_on
@@ -456,7 +456,7 @@ async def test_bot_hangup_ends_the_call_and_skips_turns(bot: tuple[FakeBot, int]
     assert result.ended_by == ENDED_BOT_HANGUP
     assert result.turns[0].latency is not None
     assert result.turns[1].skipped
-    assert not any(isinstance(m, Text) and m.text == "still there?" for _, m in fake.received)
+    assert not any(isinstance(m, Transcript) and m.text == "still there?" for _, m in fake.received)
     assert not any(isinstance(m, Hangup) for _, m in fake.received)  # we did not hang up too
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actions.shared.paths import REPO_ROOT
 from actions.speech import ordinal_words, say_date, say_digits, say_time, say_weekday_hours, say_year
 from bot.audio import StreamResampler, resample
-from bot.config import REPO_ROOT
 from bot.tts import Lexicon, LexiconError, PiperSynthesizer, PromptCache, Speech
 
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from bot.frames import AudioOut
 from bot.pacer import Pacer, Schedule
 from bot.vad import Endpointer, EndpointerConfig, Event
+from telephony.frames import AudioOut
 
 F = 0.02  # one frame, seconds
 

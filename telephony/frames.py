@@ -1,15 +1,13 @@
-"""Typed frames that move through a call.
+"""Typed frames: what crosses the telephony edge into a call, and the bot's audio out.
 
-Everything that crosses a boundary inside Attendant is one of these frozen, slotted dataclasses: the
-telephony edge turns wire bytes into them, the per-call session consumes and produces them. Units are
-part of the attribute docs; audio always carries its rate, sample width and channel count.
+The AudioSocket codec turns wire bytes into these frozen, slotted dataclasses and back; the server delivers
+them to a call through one entry point (``CallHandler.on_frame``). Units are part of the attribute docs;
+audio always carries its rate, sample width and channel count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 FRAME_MS = 20
 """Length of one telephony frame, milliseconds."""
@@ -54,7 +52,8 @@ class AudioOut(_Audio):
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """A finished caller utterance (from the recogniser, or injected text)."""
+    """A finished caller utterance: from the recogniser, typed on the keypad, or injected after the recogniser
+    (the simulator's text frames, kind 0x40)."""
 
     text: str
     """What the caller said, lower case as the recogniser emits it."""
@@ -73,11 +72,6 @@ class Dtmf:
 
 
 @dataclass(frozen=True, slots=True)
-class BargeIn:
-    """The caller started speaking while the bot was talking."""
-
-
-@dataclass(frozen=True, slots=True)
 class Hangup:
     """The call ended."""
 
@@ -86,12 +80,12 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True)
-class HandoffRequested:
-    """The dialogue asks for a live agent."""
+class PeerError:
+    """The peer reported an error (AudioSocket kind 0xff), or sent what Asterisk never would."""
 
-    reason: str
-    """Why: ``requested``, ``no-match``, ``verification-failed``, ``technical``, ..."""
-    skill: str = "general"
-    """Agent skill needed."""
-    context: Mapping[str, Any] = field(default_factory=dict)
-    """Everything the bot learned (slots, intent, verified flag)."""
+    code: int | None
+    """Error code byte, when one was sent (``None``: none sent, or a protocol violation on our side)."""
+
+
+InboundFrame = AudioIn | Dtmf | Transcript | Hangup | PeerError
+"""Everything the telephony edge delivers to a call, through ``CallHandler.on_frame``."""
