@@ -244,7 +244,7 @@ class AgiServer:
         self._redis = redis
         self._session_timeout_s = session_timeout_s
         self._app: Any = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
     @property

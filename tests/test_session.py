@@ -24,13 +24,13 @@ import redis.asyncio as aioredis
 from actions.shared.paths import REPO_ROOT
 from bot.asr import AsrUpdate
 from bot.config import GatewayConfig
-from bot.dialogue import DialogueTimeout, Reply
+from bot.dialogue import DialogueTimeout, HandoffRequested, Reply
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
 from bot.vad import EndpointerConfig
 from telephony import audiosocket as wire
-from telephony.callstate import ACTIVE_KEY, call_key, transcript_key
+from telephony.callstate import ACTIVE_KEY, Reason, Skill, call_key, transcript_key
 from telephony.server import AudioSocketServer, Connection
 
 TONE = 1000  # amplitude of the fake voice's samples
@@ -267,7 +267,7 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
 async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> None:
     handoff = Reply(
         texts=("Let me get you a colleague.",),
-        handoff={"reason": "requested", "skill": "billing", "context": {"intent": "request_agent"}},
+        handoff=HandoffRequested(Reason.REQUESTED, Skill.BILLING, {"intent": "request_agent"}),
     )
     h = Harness(ScriptedDialogue({"/session_start": GREETING, "a real person please": handoff}))
     await start(h)
@@ -278,7 +278,7 @@ async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> 
         await asyncio.wait_for(caller.hangup.wait(), 10)
         record = await wait_ended(h, sync_redis, caller.call)
         assert (record["outcome"], record["reason"], record["skill"]) == ("handoff", "requested", "billing")
-        assert json.loads(record["context"])["context"] == {"intent": "request_agent"}
+        assert json.loads(record["context"]) == {"intent": "request_agent"}
         await caller.close()
     finally:
         await stop(h)
@@ -335,7 +335,7 @@ async def test_caller_hangup_frees_the_session(sync_redis: redis_sync.Redis) -> 
         assert h.server.active == 0
         assert asr.closed
         session = h.sessions[str(caller.call)]
-        assert session.pacer.frames_sent > 0
+        assert session.speaker.pacer.frames_sent > 0
         await caller.close()
     finally:
         await stop(h)
@@ -481,7 +481,7 @@ async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(
         session = h.sessions[str(caller.call)]
         await asyncio.sleep(1.0)  # no frames: the clock must end the utterance
         assert session.barge_ins == 1
-        assert not session.pacer.speaking  # the six-second greeting was cut short
+        assert not session.speaker.pacer.speaking  # the six-second greeting was cut short
         assert asr.fed > 0 and asr.threads and all(n.startswith("worker") for n in asr.threads)
         texts = [text for _, text, _ in h.dialogue.calls]
         assert texts == ["/session_start", "i heard you"]
