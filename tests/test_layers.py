@@ -4,7 +4,7 @@ reader can hold without saying why.
 Layers, lowest first (each may import the ones below it, never above)::
 
     telephony/        wire <-> typed frames, call-control protocols, the call-state vocabulary
-    actions/shared/   pure helpers both sides of Rasa use (spoken forms, dates, YAML with lines, handoff payload)
+    actions/shared/   pure helpers both sides of Rasa use (spoken forms, dates, YAML, handoff payload)
     actions/          the Rasa action server (rasa-sdk) and its backends
     bot/              the gateway's per-call runtime; bot/rasa/ the plugin inside the Rasa process;
                       bot/tools/ launcher, training, editor checks, model fetch
