@@ -83,6 +83,8 @@ class _Control:
 
     reason: Reason
     """``NO_INPUT`` or ``TOO_LONG``."""
+    final: bool = False
+    """End the call now (no reprompt): the caller never produced a usable turn."""
 
 
 @dataclass
@@ -147,6 +149,8 @@ class CallSession:
         """What call control registered about the call (caller number, channel, language, rate)."""
         self.end = CallEnd()
         self.turns = 0
+        self.frames_in = 0
+        """Frames the edge delivered (audio, keys, text)."""
         self.timings: list[TurnTiming] = []
         self.speaker = Speaker(deps.speech, Pacer(out.send_audio, 8000, clock=deps.clock))
         self.speaker.pacer.on_voice_start = self._on_voice_start
@@ -166,6 +170,7 @@ class CallSession:
         self._busy = False
         self._started = self._clock()
         self._last_activity = self._started
+        self._last_turn_at = self._started
         self._no_input_count = 0
         self._limit_reached = False
         self._pending_timing: TurnTiming | None = None
@@ -187,6 +192,7 @@ class CallSession:
 
     def on_frame(self, frame: InboundFrame) -> None:
         """The one entry point from the telephony edge."""
+        self.frames_in += 1
         if isinstance(frame, AudioIn):
             self._on_audio(frame)
         elif isinstance(frame, Dtmf):
@@ -304,6 +310,12 @@ class CallSession:
                     self._limit_reached = True
                     self._inputs.put_nowait(_Control(Reason.TOO_LONG))
                 continue
+            if now - self._last_turn_at >= self._cfg.max_no_turn_s:
+                # Audio (noise, music, a line left open) but nothing usable for minutes: goodbye, not 900 s
+                # of a seat taken.
+                self._last_turn_at = now
+                self._inputs.put_nowait(_Control(Reason.NO_INPUT, final=True))
+                continue
             busy = (
                 self._busy
                 or self.speaker.speaking
@@ -342,6 +354,7 @@ class CallSession:
                 await self._control(item)
             elif item.text:
                 self._no_input_count = 0
+                self._last_turn_at = self._clock()
                 await self._turn(item.text, item.source, item.confidence)
 
     async def _control(self, item: _Control) -> None:
@@ -349,7 +362,7 @@ class CallSession:
             await self._finish(Outcome.HANDOFF, Reason.TOO_LONG, prompt="too_long")
             return
         self._no_input_count += 1
-        if self._no_input_count > self._cfg.no_input_retries:
+        if item.final or self._no_input_count > self._cfg.no_input_retries:
             await self._finish(Outcome.COMPLETED, Reason.NO_INPUT, prompt="no_input_goodbye")
         else:
             await self._say_prompt("no_input")
