@@ -45,6 +45,7 @@ from bot.keypad import Keypad
 from bot.listening import Listener
 from bot.pacer import Pacer
 from bot.prompts import Prompts
+from bot.routing import choose_route
 from bot.speaking import Speaker
 from bot.tts import Speech
 from bot.vad import EndpointerConfig
@@ -269,8 +270,16 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
             end = self.end
+            route = None
+            if end.outcome is Outcome.HANDOFF:
+                route = choose_route(end.skill or Skill.GENERAL, end.context, self.info.get("language"))
             await self.record.finish(
-                end.outcome, reason=end.reason, skill=end.skill, turns=self.turns, context=end.context
+                end.outcome,
+                reason=end.reason,
+                skill=end.skill,
+                turns=self.turns,
+                context=end.context,
+                route=route,
             )
             if self._d.on_end is not None:
                 self._d.on_end(self)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -518,3 +519,43 @@ def test_prompts_file_errors_name_file_and_line(tmp_path: Path) -> None:
     bad.write_text("prompts:\n  technical: 'ok'\n", encoding="utf-8")
     with pytest.raises(PromptsError, match="missing or empty: handoff"):
         Prompts.load(bad)
+
+
+async def test_the_agents_whisper_leg_says_the_brief_and_hangs_up(sync_redis: redis_sync.Redis) -> None:
+    """The agent's channel connects with the call's whisper UUID (version 8): the gateway builds the brief
+    from the call's record, speaks it and hangs up; a leg for a call with no record hangs up at once."""
+    from bot.whisper import WhisperLeg
+    from telephony.callstate import whisper_uuid, whispered_call
+
+    h = Harness(ScriptedDialogue({}))
+    prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
+
+    def factory(call_id: str, out: Connection) -> WhisperLeg:
+        call = whispered_call(uuid.UUID(call_id))
+        assert call is not None
+        return WhisperLeg(call_id, call, out, speech=Speech(h.synth, PromptCache(None), h.pool),
+                          words=prompts.whisper, redis=h.redis)  # fmt: skip
+
+    h.server = AudioSocketServer(factory, host="127.0.0.1", port=0)
+    await h.server.start()
+    call = uuid.uuid4()
+    context = {"verified": True, "customer": {"name": "Ada Lovelace"}, "task": "balance"}
+    sync_redis.hset(
+        call_key(str(call)),
+        mapping={"skill": "billing", "reason": "requested", "ended_at": str(time.time() - 125),
+                 "context": json.dumps(context)},
+    )  # fmt: skip
+    try:
+        agent = await Caller.dial(h.server.port, whisper_uuid(call))
+        await asyncio.wait_for(agent.hangup.wait(), 10)
+        said = "Verified customer Ada Lovelace, billing, asks about their balance, waited two minutes."
+        assert h.synth.texts == [said]
+        assert agent.voiced_frames() == len(said.split(". ")[0].split()) * 5  # all of it, then the hangup
+        await agent.close()
+        nobody = await Caller.dial(h.server.port, whisper_uuid(uuid.uuid4()))
+        await asyncio.wait_for(nobody.hangup.wait(), 5)
+        assert nobody.voiced_frames() == 0
+        await nobody.close()
+    finally:
+        await stop(h)
+        sync_redis.delete(call_key(str(call)))
