@@ -1,10 +1,11 @@
 """The whisper: a one-sentence brief the agent hears after answering, before the caller is connected.
 
-The queue runs ``[attendant-whisper]`` on the agent's channel (``Queue()``'s gosub argument), which connects an
-``AudioSocket()`` leg to this gateway with the call's whisper UUID (``telephony.callstate.whisper_uuid``: the
-call's UUID with version nibble 8, so the gateway knows the leg at its first frame). The leg reads what the bot
-learned from the call's record in Redis, says e.g. "Verified customer Ada Lovelace, billing, asks about their
-balance, waited two minutes." and hangs up; the dialplan returns and Asterisk bridges agent and caller.
+The queue runs ``[attendant-whisper]`` on the agent's channel (``Queue()``'s gosub argument), which
+connects an ``AudioSocket()`` leg to this gateway with the call's whisper UUID
+(``telephony.callstate.whisper_uuid``: the call's UUID with version nibble 8, so the gateway knows the leg at
+its first frame). The leg reads what the bot learned from the call's record in Redis, says e.g. "Verified
+customer Ada Lovelace, billing, asks about their balance, waited two minutes." and hangs up; the dialplan
+returns and Asterisk bridges agent and caller.
 
 Every word is the editors' (``nlu-data/prompts.yml``, ``whisper:``); the sentence is built from the call's
 enums and slots only (never the transcript). Anything missing or broken — no record, Redis down, synthesis
