@@ -40,7 +40,8 @@ Failure tree (every branch ends with the caller reaching a person)::
 
 Every value set on the channel is built from the call-state enums, numbers and UUIDs, and checked against
 :data:`DIALPLAN_VALUE` (``[a-z0-9 _-]{1,64}``) as it is sent: text that may come from a caller never
-reaches the dialplan. A reason or skill read from Redis that is not a known value is replaced by a fixed default.
+reaches the dialplan. A reason or skill read from Redis that is not a known value is replaced by a fixed
+default.
 """
 
 from __future__ import annotations
