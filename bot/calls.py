@@ -82,6 +82,14 @@ class CallRecord:
         pipe.expire(key, RETENTION_S)
         await self._safely("transcript", pipe.execute())
 
+    async def keep_context(self, context: Mapping[str, Any]) -> None:
+        """What the assistant knows so far (after every turn): an agent gets it even if this gateway dies."""
+        key = call_key(self.call_id)
+        pipe = self._r.pipeline()
+        pipe.hset(key, mapping={"context": json.dumps(dict(context), default=str)})
+        pipe.expire(key, RETENTION_S)
+        await self._safely("context", pipe.execute())
+
     async def finish(
         self,
         outcome: Outcome,

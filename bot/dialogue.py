@@ -80,6 +80,9 @@ class Reply:
     """Say the texts, then hand over to a person."""
     input_redacted: bool = False
     """The caller's turn held a secret (a PIN): it must not be written anywhere in clear."""
+    context: Mapping[str, Any] | None = None
+    """What the assistant knows of the call after this turn (who, verified or not, task, slots): kept with
+    the call from the first turn, so an agent gets it even if the gateway dies mid-call."""
 
 
 def parse_reply(messages: Any) -> Reply:
@@ -90,6 +93,7 @@ def parse_reply(messages: Any) -> Reply:
     end_call = False
     redacted = False
     handoff: HandoffRequested | None = None
+    context: Mapping[str, Any] | None = None
     for item in messages:
         if not isinstance(item, dict):
             continue
@@ -104,7 +108,9 @@ def parse_reply(messages: Any) -> Reply:
                 redacted = True
             if isinstance(custom.get("handoff"), dict):
                 handoff = HandoffRequested.from_payload(custom["handoff"])
-    return Reply(tuple(texts), end_call, handoff, redacted)
+            if isinstance(custom.get("context"), dict):
+                context = custom["context"]
+    return Reply(tuple(texts), end_call, handoff, redacted, context)
 
 
 class Dialogue(Protocol):

@@ -392,6 +392,9 @@ class CallSession:
                     await self.record.say("caller", "[not recorded]")  # it may have held a PIN
                 await self._finish(Outcome.HANDOFF, Reason.TECHNICAL, prompt="technical")
                 return
+            if reply.context is not None:
+                self.end.context = dict(reply.context)
+                await self.record.keep_context(reply.context)
             if source != "system":
                 # Written after the reply: the assistant says whether the words held a secret (a PIN).
                 await self.record.say("caller", caller_line(text, source, redacted=reply.input_redacted))

@@ -559,3 +559,28 @@ async def test_the_agents_whisper_leg_says_the_brief_and_hangs_up(sync_redis: re
     finally:
         await stop(h)
         sync_redis.delete(call_key(str(call)))
+
+
+async def test_the_context_is_kept_from_the_first_turn(sync_redis: redis_sync.Redis) -> None:
+    """Each reply's context goes to the call's record at once, not only at the end: a gateway killed mid-call
+    leaves what the assistant had learned for the agent."""
+    learned = {"verified": True, "customer": {"id": "C-0001", "name": "Ada"}, "task": "balance"}
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "my balance": Reply(texts=("Sure.",),
+                                                                                   context=learned)}))  # fmt: skip
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await caller.send(wire.encode_text("my balance"))
+        for _ in range(100):
+            if sync_redis.hget(call_key(str(caller.call)), "context"):
+                break
+            await asyncio.sleep(0.02)
+        assert json.loads(sync_redis.hget(call_key(str(caller.call)), "context")) == learned
+        assert not sync_redis.hget(call_key(str(caller.call)), "outcome")  # the call is still going
+        await caller.send(wire.encode_hangup())
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert json.loads(record["context"]) == learned
+        await caller.close()
+    finally:
+        await stop(h)
