@@ -155,7 +155,7 @@ async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse
         response = exc
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Referrer-Policy", "same-origin")  # no-referrer makes Origin "null"
     response.headers.setdefault("X-Frame-Options", "DENY")
     if request.path.startswith("/api/") or request.path in ("/", "/login"):
         response.headers.setdefault("Cache-Control", "no-store")
@@ -294,9 +294,10 @@ class _Routes:
     async def events(self, request: web.Request) -> web.StreamResponse:
         agent = await self._api_agent(request)
         cookie = request.cookies.get(COOKIE)
-        async with sse_response(request, headers={"Cache-Control": "no-store"}) as sse:
-            sse.ping_interval = self.settings.ping_s
-            with self.desk.subscribe(agent.id) as stream:
+        # Subscribed before the headers go out: once the browser sees the stream open, nothing is missed.
+        with self.desk.subscribe(agent.id) as stream:
+            async with sse_response(request, headers={"Cache-Control": "no-store"}) as sse:
+                sse.ping_interval = self.settings.ping_s
                 next_check = asyncio.get_running_loop().time() + self.settings.ping_s
                 while True:
                     message = await stream.get(timeout=1.0)
@@ -307,7 +308,12 @@ class _Routes:
                         break
                     if message:  # shared by the agent's streams: read, never change it
                         data = {k: v for k, v in message.items() if k != "event"}
-                        await sse.send(json.dumps(data, separators=(",", ":")), event=str(message["event"]))
+                        try:
+                            await sse.send(
+                                json.dumps(data, separators=(",", ":")), event=str(message["event"])
+                            )
+                        except ConnectionResetError:
+                            break
                     elif asyncio.get_running_loop().time() >= next_check:  # logged out elsewhere?
                         next_check = asyncio.get_running_loop().time() + self.settings.ping_s
                         if await self.sessions.agent_id(cookie) != agent.id:

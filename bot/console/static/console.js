@@ -105,10 +105,25 @@
       const radio = node.querySelector(`input[name="disposition"][value="${CSS.escape(keepChoice)}"]`);
       if (radio) radio.checked = true;
     }
+    // Keep the keyboard where it was: the same control in the rebuilt card gets the focus back.
+    const focusKey = old && state.shown === id ? focusKeyIn(old) : null;
     if (old) old.replaceWith(node); else main.appendChild(node);
+    if (focusKey) {
+      const again = node.querySelector(focusKey);
+      if (again && !again.disabled) again.focus();
+      else main.focus();
+    }
     state.shown = id;
     tick();
     renderRecent();
+  }
+
+  function focusKeyIn(node) {
+    const active = document.activeElement;
+    if (!active || !node.contains(active)) return null;
+    if (active.id) return `#${CSS.escape(active.id)}`;
+    if (active.dataset.f) return `[data-f="${active.dataset.f}"]`;
+    return null;
   }
 
   function buildCard(card) {
@@ -253,9 +268,9 @@
     status.textContent = state.formStatus.get(card.call_id) || "";
     field(node, "form").addEventListener("submit", (ev) => {
       ev.preventDefault();
-      submitDisposition(node, card.call_id);
+      submitDisposition(card.call_id);
     });
-    ready.addEventListener("click", () => sayReady(node, card.call_id));
+    ready.addEventListener("click", () => sayReady(card.call_id));
   }
 
   async function post(url, body) {
@@ -272,19 +287,26 @@
     return data;
   }
 
-  function setFormStatus(node, callId, text) {
+  // The card is rebuilt when the server pushes a change, so look the controls up each time.
+  function live(callId, name) {
+    const node = $("current").querySelector("article.card");
+    return node && node.dataset.callId === callId ? field(node, name) : null;
+  }
+
+  function setFormStatus(callId, text) {
     state.formStatus.set(callId, text);
-    const status = field(node, "form-status");
+    const status = live(callId, "form-status");
     if (status) status.textContent = text;
   }
 
-  async function submitDisposition(node, callId) {
-    const save = field(node, "save");
-    if (save.disabled) return; // one submission, however often it is clicked
-    const chosen = node.querySelector('input[name="disposition"]:checked');
+  async function submitDisposition(callId) {
+    const save = live(callId, "save");
+    if (!save || save.disabled) return; // one submission, however often it is clicked
+    const form = live(callId, "form");
+    const chosen = form.querySelector('input[name="disposition"]:checked');
     if (!chosen) {
-      setFormStatus(node, callId, "Choose a disposition first.");
-      node.querySelector('input[name="disposition"]').focus();
+      setFormStatus(callId, "Choose a disposition first.");
+      form.querySelector('input[name="disposition"]').focus();
       return;
     }
     save.disabled = true;
@@ -292,31 +314,36 @@
     try {
       const data = await post(`/api/calls/${encodeURIComponent(callId)}/disposition`, {
         code: chosen.value,
-        note: field(node, "note").value,
+        note: live(callId, "note").value,
       });
       const label = state.me.dispositions.find((d) => d.code === data.code);
-      setFormStatus(node, callId, `Saved: ${label ? label.label : data.code}.`);
+      setFormStatus(callId, `Saved: ${label ? label.label : data.code}.`);
     } catch (err) {
-      save.disabled = false;
-      save.textContent = "Save disposition";
-      setFormStatus(node, callId, err.message);
+      const again = live(callId, "save");
+      if (again) {
+        again.disabled = false;
+        again.textContent = "Save disposition";
+      }
+      setFormStatus(callId, err.message);
     }
   }
 
-  async function sayReady(node, callId) {
-    const ready = field(node, "ready");
-    if (ready.disabled) return;
-    const save = field(node, "save");
-    const chosen = node.querySelector('input[name="disposition"]:checked');
-    if (!save.disabled && chosen) await submitDisposition(node, callId);
-    ready.disabled = true;
+  async function sayReady(callId) {
+    const ready = live(callId, "ready");
+    if (!ready || ready.disabled) return;
+    const save = live(callId, "save");
+    const chosen = live(callId, "form").querySelector('input[name="disposition"]:checked');
+    if (save && !save.disabled && chosen) await submitDisposition(callId);
+    const button = live(callId, "ready");
+    if (button) button.disabled = true;
     try {
       await post("/api/ready", { call_id: callId });
-      setFormStatus(node, callId, "You are available for the next call.");
+      setFormStatus(callId, "You are available for the next call.");
       announce("You are available for the next call.");
     } catch (err) {
-      ready.disabled = false;
-      setFormStatus(node, callId, err.message);
+      const again = live(callId, "ready");
+      if (again) again.disabled = false;
+      setFormStatus(callId, err.message);
     }
   }
 
@@ -364,7 +391,7 @@
     const node = $("current").querySelector("article.card");
     if (!node) return;
     const card = state.cards.get(node.dataset.callId);
-    const got = state.received.get(card.call_id);
+    const got = card ? state.received.get(card.call_id) : null;
     if (!card || !got) return;
     const since = (performance.now() - got.at) / 1000;
     const timer = field(node, "timer");
@@ -423,6 +450,7 @@
     state.order = [];
     for (const card of cards.slice().reverse()) upsert(card);
     render();
+    document.body.dataset.synced = "true";
   }
 
   function setConn(kind, text) {
