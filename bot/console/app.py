@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp_sse import sse_response
@@ -169,7 +170,8 @@ async def _same_origin(request: web.Request, handler: Handler) -> web.StreamResp
     """State changes only from the console's own pages."""
     if request.method == "POST":
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        # by host only: behind a TLS proxy the browser says https while this server sees http
+        if origin is not None and urlsplit(origin).netloc != request.host:
             raise web.HTTPForbidden(text="cross-origin request refused")
         if request.path.startswith("/api/") and request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="JSON only")

@@ -436,6 +436,7 @@ class Desk:
             if oldest is None:
                 break
             del cards[oldest]
+            self._locks.pop(f"{agent_id}/{oldest}", None)
         message = {"event": "card", "card": self.payload(card)}
         for stream in list(self._streams[agent_id]):
             stream.put(message)
