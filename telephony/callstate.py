@@ -12,6 +12,11 @@ Redis keys::
                                           channel, language, rate
     attendant:call:<uuid>:transcript      stream: who (caller|bot|system), text, t (unix seconds) and, on the
                                           gateway's own phrases, prompt (its name in prompts.yml)
+    attendant:call:<uuid>:disposition     hash: agent id -> JSON {code, label, note, queue, uniqueid, member,
+                                          at}, written once per agent at wrap-up (the agent console)
+    attendant:agent:<id>:offers           sorted set: call UUID -> when it was offered to the agent (unix s);
+                                          the console shows an agent a call's context only if it is here
+    attendant:console:session:<sha256>    string: agent id of a console login (key: sha256 of the cookie)
 
 Every value that reaches the dialplan matches :data:`SAFE_VALUE`; the enum values below all do.
 """
@@ -40,6 +45,21 @@ def call_key(call_id: object) -> str:
 def transcript_key(call_id: object) -> str:
     """The call's transcript stream."""
     return f"attendant:call:{call_id}:transcript"
+
+
+def disposition_key(call_id: object) -> str:
+    """The call's wrap-up dispositions, one field per agent."""
+    return f"attendant:call:{call_id}:disposition"
+
+
+def agent_offers_key(agent_id: str) -> str:
+    """The calls offered to an agent (what the agent may read)."""
+    return f"attendant:agent:{agent_id}:offers"
+
+
+def console_session_key(digest: str) -> str:
+    """A console login session, by the sha256 (hex) of its cookie value."""
+    return f"attendant:console:session:{digest}"
 
 
 class Outcome(str, Enum):
