@@ -4,7 +4,6 @@ A capture (``<name>.txt``) is one AMI session with Asterisk 22.11: ``>>>`` block
 blocks Asterisk sent, each one message byte for byte (README there). :class:`Capture` sorts the ``<<<``
 blocks:
 
-
 - the banner, and what answers ``Login`` (the response, then ``FullyBooted``/``SuccessfulAuth`` when the user
   may read them) and ``Events``;
 - the *answers*: every block carrying the ``ActionID`` of a ``>>>`` action and no ``Privilege`` (responses and
