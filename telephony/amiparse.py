@@ -97,14 +97,16 @@ class _Reader:
         return value == 1
 
     def device_state(self, name: str) -> DeviceState:
+        value = self.integer(name)
         try:
-            return DeviceState(self.integer(name))
+            return DeviceState(value)
         except ValueError:
             raise AmiFieldError(self.event, name, "is not a device state 0-8") from None
 
     def originate_reason(self, name: str) -> OriginateReason:
+        value = self.integer(name)
         try:
-            return OriginateReason(self.integer(name))
+            return OriginateReason(value)
         except ValueError:
             raise AmiFieldError(self.event, name, "is not a known reason 0-8") from None
 

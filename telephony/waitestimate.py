@@ -50,7 +50,7 @@ class WaitEstimate:
     """How long a new caller should expect to wait."""
 
     seconds: float
-    """Expected wait, seconds."""
+    """Expected wait, seconds (to the millisecond)."""
     ahead: int
     """Callers who will be served first."""
     agents: int
@@ -124,7 +124,7 @@ def estimate_wait(
         key=lambda fh: fh[0],
     )
     return WaitEstimate(
-        seconds=_fluid_wait(ahead, agents),
+        seconds=round(_fluid_wait(ahead, agents), 3),
         ahead=ahead,
         agents=len(pool),
         talk_s=talk,

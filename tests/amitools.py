@@ -55,6 +55,7 @@ class Wired:
     server: AmiServer
     client: AmiClient
     model: QueueModel
+    tracker: QueueTracker
     clock: FakeClock
     sleeps: Sleeps
     events: list[AmiEvent]
@@ -93,12 +94,12 @@ async def wired(
         sleeps = Sleeps()
         client = AmiClient(config(server, **overrides), sleep=sleeps, draw=lambda: draw, clock=clock)
         model = QueueModel(settings, clock=clock)
-        QueueTracker(client, model)
+        tracker = QueueTracker(client, model)
         events: list[AmiEvent] = []
         client.subscribe(events.append)
         client.start()
         try:
             await client.wait_ready(5)
-            yield Wired(server, client, model, clock, sleeps, events)
+            yield Wired(server, client, model, tracker, clock, sleeps, events)
         finally:
             await client.close()

@@ -52,7 +52,7 @@ async def test_a_wrong_secret_is_retried_with_back_off_and_never_ready(
             assert not client.ready
             assert sleeps.delays[:2] == [0.5, 1.0]
             assert "Authentication failed" in caplog.text and "wrong" not in caplog.text
-            assert [r for r in caplog.records if "refused" in r.getMessage()][0].levelno == logging.ERROR
+            assert next(r for r in caplog.records if "refused" in r.getMessage()).levelno == logging.ERROR
         finally:
             await client.close()
 

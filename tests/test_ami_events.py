@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 from panoramisk.message import Message
 
+from telephony.amiconn import fields_of
 from telephony.amievents import (
     AgentCalled,
     AgentComplete,
@@ -31,7 +32,6 @@ from telephony.amievents import (
     QueueStatusComplete,
     QueueSummary,
 )
-from telephony.amiconn import fields_of
 from telephony.amiparse import parse_event
 from tests.amiserver import CAPTURES, SCENARIOS, Block, read_blocks
 
