@@ -239,6 +239,8 @@ class AmiConnection:
         self._link_up = False
         self._ready = asyncio.Event()
         self._lost = asyncio.Event()
+        self._gone = 0
+        """The last connection generation whose socket closed."""
         self._inflight: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         self._supervisor: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -389,6 +391,8 @@ class AmiConnection:
         except BaseException:
             manager.abandon()
             raise
+        if self._gone == generation:  # closed before this coroutine even saw it open
+            raise AmiNotConnected(f"{self._where()} closed the connection at once")
         self._manager = manager
         self._link_up = True
         deadline = loop.time() + self.config.login_timeout_s
@@ -410,6 +414,8 @@ class AmiConnection:
                 self._heartbeat = loop.create_task(self._beat(generation), name="ami-heartbeat")
 
     def _connection_lost(self, generation: int, reason: object) -> None:
+        if generation == self._generation:
+            self._gone = generation
         if generation != self._generation or not self._link_up:
             return
         self._link_up = False

@@ -14,12 +14,13 @@ blocks:
 :class:`AmiServer` listens on 127.0.0.1 and, on every connection, sends the banner and answers the client's
 actions from the capture: ``Login`` (checked against the capture's user and secret; a wrong one gets
 Asterisk's ``Authentication failed`` and the close), ``Events``, ``Logoff``; ``Ping`` as manager.c writes it;
-any other action by the captured action that matches it best (most equal headers; ties go to the one sent
-last before the replay's current position, so a ``QueueStatus`` answers with the state as of the events
-replayed so far). A list action with no captured answer up to the current position gets Asterisk's empty list
-(as for an unknown queue); an action the capture never saw is looked up in the other captures, else answered
-``Invalid/unknown command`` as manager.c does. The only bytes ever changed are the ``ActionID`` lines (the
-client's own id replaces the captured one).
+any other action by the captured action that matches it best (equal headers count for it, different values
+against it; ties go to the one sent last before the replay's current position, so a ``QueueStatus`` answers
+with the state as of the events replayed so far). A list action with no captured answer up to the current
+position gets Asterisk's empty list (as for an unknown queue); an action the capture never saw is looked up
+in the other captures, else answered ``Invalid/unknown command`` as manager.c does (``QueuePenalty``, which
+no capture has, is answered as app_queue.c does). The only bytes ever changed are the ``ActionID`` lines
+(the client's own id replaces the captured one).
 
 The test steps through the stream: ``await server.replay(through="AgentCalled")``, ``replay(before=...)``,
 ``await server.drop()`` (close the client's socket), ``server.drop_on("QueueLog")`` (take the action, then
@@ -49,6 +50,8 @@ SCENARIOS = (
 LIST_ACTIONS = {"queuestatus": "Queue status will follow", "queuesummary": "Queue summary will follow"}
 LIST_END = {"queuestatus": "QueueStatusComplete", "queuesummary": "QueueSummaryComplete"}
 LOGIN_EVENTS = ("FullyBooted", "SuccessfulAuth")
+FROM_SOURCE = {"queuepenalty": "Interface penalty set successfully"}
+"""Answers to actions no capture has, as app_queue.c writes them (``manager_queue_member_penalty``)."""
 
 
 @dataclass(frozen=True)
@@ -439,10 +442,7 @@ class AmiServer:
         def best(candidates: list[CapturedAction]) -> list[CapturedAction]:
             if not candidates:
                 return []
-            score = {
-                id(c): sum(fields.get(k) == v for k, v in c.fields.items()) - len(set(c.fields) ^ set(fields))
-                for c in candidates
-            }
+            score = {id(c): _score(fields, c.fields) for c in candidates}
             top = max(score.values())
             return [c for c in candidates if score[id(c)] == top]
 
@@ -457,7 +457,17 @@ class AmiServer:
         if own:
             return next((a for a in own if not a.used), own[-1])
         others = best([a for c in self._library for a in c.actions if a.name == name])
-        return others[0] if others else None
+        if others:
+            return others[0]
+        if name in FROM_SOURCE:
+            block = Block(
+                "<<<",
+                0.0,
+                f"Response: Success\r\nActionID: -\r\nMessage: {FROM_SOURCE[name]}\r\n\r\n".encode(),
+                -1,
+            )
+            return CapturedAction(block, name, "-", {}, 0, [block.data])
+        return None
 
     @staticmethod
     def _empty_list(name: str, client_id: str | None) -> bytes:
@@ -468,6 +478,14 @@ class AmiServer:
             f"Response: Success\r\n{aid}EventList: start\r\nMessage: {LIST_ACTIONS[name]}\r\n\r\n"
             f"Event: {LIST_END[name]}\r\n{aid}EventList: Complete\r\nListItems: 0\r\n\r\n"
         ).encode()
+
+
+def _score(asked: dict[str, str], captured: dict[str, str]) -> int:
+    """How well a captured action matches the one asked: +1 per equal header, -2 per header with another
+    value (another queue, another member: the wrong answer), -1 per header only one of them has."""
+    shared = set(asked) & set(captured)
+    equal = sum(asked[k] == captured[k] for k in shared)
+    return equal - 2 * (len(shared) - equal) - len(set(asked) ^ set(captured))
 
 
 def _action_id_of(data: bytes) -> str:

@@ -321,6 +321,21 @@ async def test_queue_pause_lost_and_not_in_effect_is_sent_once_more() -> None:
         assert [r.connection for r in w.server.sent("queuepause")] == [1, 2]
 
 
+async def test_queue_penalty_and_its_recovery() -> None:
+    async with wired("queue-status") as w:
+        status = next(a for a in w.server.capture.actions if a.name == "queuestatus")
+        await w.step(before=status.position)
+        bob = "Local/bob@agent-never"
+        ack = await w.client.queue_penalty(bob, 2, queue=BILLING, intent="penalty:bob:2")
+        assert (ack.message, ack.delivery) == ("Interface penalty set successfully", Delivery.ANSWERED)
+        sent = w.server.sent("queuepenalty")[0]
+        assert (sent.get("Interface"), sent.get("Penalty"), sent.get("Queue")) == (bob, "2", BILLING)
+        w.server.drop_on("queuepenalty")
+        ack = await w.client.queue_penalty(bob, 1, queue=BILLING, intent="penalty:bob:1")
+        assert ack.delivery is Delivery.VERIFIED  # QueueStatus shows Bob at penalty 1 already
+        assert len(w.server.sent("queuepenalty")) == 2
+
+
 async def test_unanswered_queue_log_times_out_and_stays_unconfirmed() -> None:
     async with wired("queue-answered") as w:
         w.server.hold("queuelog")
