@@ -565,8 +565,8 @@ async def test_the_context_is_kept_from_the_first_turn(sync_redis: redis_sync.Re
     """Each reply's context goes to the call's record at once, not only at the end: a gateway killed mid-call
     leaves what the assistant had learned for the agent."""
     learned = {"verified": True, "customer": {"id": "C-0001", "name": "Ada"}, "task": "balance"}
-    h = Harness(ScriptedDialogue({"/session_start": GREETING, "my balance": Reply(texts=("Sure.",),
-                                                                                   context=learned)}))  # fmt: skip
+    reply = Reply(texts=("Sure.",), context=learned)
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "my balance": reply}))
     await start(h)
     try:
         caller = await Caller.dial(h.server.port)
