@@ -76,6 +76,58 @@ class WhisperWords:
         )
 
 
+WAIT_FIELDS = {
+    "busy": {"team", "wait"},
+    "soon": {"team"},
+    "nobody": {"team"},
+    "under_a_minute": set(),
+    "one_minute": set(),
+    "minutes": {"n"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitWords:
+    """The editors' words for the wait (``prompts.yml`` ``wait:``)."""
+
+    busy: str
+    soon: str
+    nobody: str
+    under_a_minute: str
+    one_minute: str
+    minutes: str
+    teams: Mapping[str, str]
+    soon_s: float = 60.0
+    """Below this, the short sentence (``soon``) is said instead of a figure."""
+
+    @classmethod
+    def parse(cls, path: Path, data: Any) -> WaitWords:
+        if not isinstance(data, dict):
+            raise PromptsError(f"{path}: needs a 'wait:' mapping (what callers hear about the wait)")
+        lines: dict[str, str] = {}
+        for key, wanted in WAIT_FIELDS.items():
+            value = data.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise PromptsError(f"{path}: wait.{key} is missing or empty")
+            used = {n for _, n, _, _ in string.Formatter().parse(value) if n is not None}
+            if used != wanted:
+                need = ", ".join("{" + n + "}" for n in sorted(wanted)) or "no placeholders"
+                raise PromptsError(f"{path}: wait.{key} must use {need}")
+            lines[key] = value.strip()
+        teams = data.get("teams") or {}
+        if not isinstance(teams, dict) or not all(isinstance(v, str) for v in teams.values()):
+            raise PromptsError(f"{path}: wait.teams must map skills to words")
+        return cls(
+            busy=lines["busy"],
+            soon=lines["soon"],
+            nobody=lines["nobody"],
+            under_a_minute=lines["under_a_minute"],
+            one_minute=lines["one_minute"],
+            minutes=lines["minutes"],
+            teams={str(k): v.strip() for k, v in teams.items()},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Prompts:
     """Fixed phrases by key, keypad digit to intent, and the whisper's words."""
@@ -83,6 +135,7 @@ class Prompts:
     phrases: Mapping[str, str]
     keypad: Mapping[str, str]
     whisper: WhisperWords
+    wait: WaitWords
 
     def __getitem__(self, key: str) -> str:
         return self.phrases[key]
@@ -112,4 +165,5 @@ class Prompts:
                 raise PromptsError(f"{path}: keypad entry {k!r}: {intent!r} is not a key and an intent name")
             menu[k] = intent
         whisper = WhisperWords.parse(path, data.get("whisper"))
-        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper)
+        wait = WaitWords.parse(path, data.get("wait"))
+        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait)

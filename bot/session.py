@@ -49,8 +49,9 @@ from bot.routing import choose_route
 from bot.speaking import Speaker
 from bot.tts import Speech
 from bot.vad import EndpointerConfig
+from bot.waits import Waits, wait_sentence
 from telephony.audiosocket import audio_rate
-from telephony.callstate import Outcome, Reason, Skill
+from telephony.callstate import Outcome, Reason, Route, Skill
 from telephony.frames import AudioIn, Dtmf, Hangup, InboundFrame, PeerError, Transcript
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ class SessionDeps:
     asr_executor: Executor | None = None
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     clock: Callable[[], float] = time.monotonic
+    waits: Waits | None = None
+    """The live queue model's estimates; ``None`` without an AMI connection (nothing is said then)."""
     on_end: Callable[[CallSession], object] | None = None
     """Called once the call has ended and its outcome is recorded."""
 
@@ -134,6 +137,8 @@ class CallEnd:
     skill: Skill | None = None
     context: dict[str, Any] = field(default_factory=dict)
     """What the bot learned, for the agent (from the assistant's handoff payload)."""
+    route: Route | None = None
+    """For a handoff: where the caller waits (chosen at the handoff, with the wait estimate)."""
 
 
 class CallSession:
@@ -270,16 +275,15 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
             end = self.end
-            route = None
-            if end.outcome is Outcome.HANDOFF:
-                route = choose_route(end.skill or Skill.GENERAL, end.context, self.info.get("language"))
+            if end.outcome is Outcome.HANDOFF and end.route is None:
+                end.route = self._route()
             await self.record.finish(
                 end.outcome,
                 reason=end.reason,
                 skill=end.skill,
                 turns=self.turns,
                 context=end.context,
-                route=route,
+                route=end.route if end.outcome is Outcome.HANDOFF else None,
             )
             if self._d.on_end is not None:
                 self._d.on_end(self)
@@ -407,11 +411,13 @@ class CallSession:
                 await self._speak(sentence)
             if reply.handoff is not None:
                 self.end.context = dict(reply.handoff.context)
+                self.end.skill = reply.handoff.skill
                 await self._finish(
                     Outcome.HANDOFF,
                     reply.handoff.reason,
                     skill=reply.handoff.skill,
                     prompt=None if reply.texts else "handoff",
+                    then=self._wait_line(),
                 )
             elif reply.end_call:
                 await self._finish(Outcome.COMPLETED, Reason.GOODBYE)
@@ -442,18 +448,43 @@ class CallSession:
         await self.record.say("bot", text, prompt=name)
         await self._speak(text, fixed=True)
 
+    def _route(self) -> Route:
+        return choose_route(self.end.skill or Skill.GENERAL, self.end.context, self.info.get("language"))
+
+    def _wait_line(self) -> tuple[str, str] | None:
+        """Choose where the caller waits and estimate the wait; the sentence to say (``wait`` prompt), if
+        the live queue model knows it."""
+        route = self._route()
+        wait = self._d.waits.estimate(route, self.end.skill or Skill.GENERAL) if self._d.waits else None
+        self.end.route = wait.route if wait is not None else route
+        if wait is None:
+            return None
+        self.end.context["wait_estimate_s"] = None if wait.seconds is None else round(wait.seconds)
+        return "wait", wait_sentence(wait, self.end.skill or Skill.GENERAL, self._d.prompts.wait)
+
     async def _finish(
-        self, outcome: Outcome, reason: Reason, *, skill: Skill | None = None, prompt: str | None = None
+        self,
+        outcome: Outcome,
+        reason: Reason,
+        *,
+        skill: Skill | None = None,
+        prompt: str | None = None,
+        then: tuple[str, str] | None = None,
     ) -> None:
-        """Say the last words (the prompt named, if any), let them play out, hang up, record the outcome."""
+        """Say the last words (the prompt named, if any, then ``then``: a line built at run time, with its
+        name), let them play out, hang up, record the outcome."""
         if self._done.is_set():
             return
         self._finishing = True
         self.end.outcome, self.end.reason = outcome, reason
         self.end.skill = skill or self.end.skill
-        if prompt:
-            with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):
+            if prompt:
                 await self._say_prompt(prompt)
+            if then is not None:
+                name, text = then
+                await self.record.say("bot", text, prompt=name)
+                await self._speak(text)
         pacer = self.speaker.pacer
         limit = pacer.queued_ms / 1000 + 2.0
         with contextlib.suppress(asyncio.TimeoutError):

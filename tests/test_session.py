@@ -30,6 +30,7 @@ from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
 from bot.vad import EndpointerConfig
+from bot.waits import Waits
 from telephony import audiosocket as wire
 from telephony.callstate import ACTIVE_KEY, Reason, Skill, call_key, transcript_key
 from telephony.server import AudioSocketServer, Connection
@@ -111,6 +112,7 @@ class Harness:
         self.redis = aioredis.from_url("redis://127.0.0.1:6379/0")
         self.config = replace(GatewayConfig(), **gateway)
         self.sessions: dict[str, CallSession] = {}
+        self.waits: Waits | None = None
         self.server = AudioSocketServer(self._factory, host="127.0.0.1", port=0)
 
     def _factory(self, call_id: str, out: Connection) -> CallSession:
@@ -122,6 +124,7 @@ class Harness:
             asr=self.asr,  # type: ignore[arg-type]
             asr_executor=self.pool,
             endpointer=EndpointerConfig(trailing_silence_s=0.3),
+            waits=self.waits,
         )
         self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
         return self.sessions[call_id]
