@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actions.shared.paths import NLU_DATA, VOICES
+from actions.shared.paths import NLU_DATA, REPO_ROOT, VOICES
 from telephony.agi import AgiConfig
+from telephony.amiconn import AmiConfig
 
 
 class ConfigError(ValueError):
@@ -119,6 +120,18 @@ class TtsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The agent console (web), served by the gateway process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    agents_file: Path = field(default_factory=lambda: REPO_ROOT / "telephony" / "agents.yml")
+    """Who takes calls: what a supervisor edits."""
+    tokens_file: Path = field(default_factory=lambda: REPO_ROOT / ".run" / "agent-tokens.json")
+    """Where tokens generated for agents without ``token_sha256`` are kept (owner-only)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the gateway needs."""
 
@@ -127,6 +140,10 @@ class Config:
     rasa: RasaConfig = field(default_factory=RasaConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    ami: AmiConfig | None = None
+    """The AMI connection (queues, agents, wait estimates, console pops); ``None`` without
+    ``ATTENDANT_AMI_SECRET``: the bot still hands off through the dialplan, without any of those."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
@@ -174,6 +191,15 @@ class Config:
                 length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
                 lexicon=Path(e.get("ATTENDANT_LEXICON", str(VOICES / "lexicon.yml"))),
             ),
+            console=ConsoleConfig(
+                host=e.get("ATTENDANT_CONSOLE_HOST", "127.0.0.1"),
+                port=_int(e, "ATTENDANT_CONSOLE_PORT", 8088, 0, 65535),
+                agents_file=Path(e.get("ATTENDANT_AGENTS", str(REPO_ROOT / "telephony" / "agents.yml"))),
+                tokens_file=Path(
+                    e.get("ATTENDANT_AGENT_TOKENS", str(REPO_ROOT / ".run" / "agent-tokens.json"))
+                ),
+            ),
+            ami=AmiConfig.from_env(e) if e.get("ATTENDANT_AMI_SECRET") else None,
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
         )

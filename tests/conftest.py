@@ -157,6 +157,8 @@ def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> Gat
         RASA_TOKEN=rasa.token,
         REDIS_URL=redis_url,
         ATTENDANT_TEXT_INJECTION="loopback",
+        ATTENDANT_CONSOLE_PORT="0",
+        ATTENDANT_AGENT_TOKENS=str(log.parent / "agent-tokens.json"),
         PYTHONUNBUFFERED="1",
     )
     full_env.update(env)

@@ -28,22 +28,11 @@ from bot.console.agents import (
     token_lines,
 )
 from bot.console.app import build_console
+from bot.console.control import LoggedCallControl
 from bot.console.demo import seed_call
 from bot.console.desk import Answered, Completed, Desk, Offered
 
 log = logging.getLogger("bot.console")
-
-
-class LoggedCallControl:
-    """A CallControl that only says what it would ask Asterisk."""
-
-    async def set_paused(self, interface: str, paused: bool, reason: str = "") -> None:
-        log.info("(no Asterisk) QueuePause Interface=%s Paused=%s Reason=%s", interface, paused, reason)
-
-    async def queue_log(self, queue: str, uniqueid: str, member_name: str, event: str, message: str) -> None:
-        log.info(
-            "(no Asterisk) QueueLog Queue=%s Uniqueid=%s Event=%s Message=%s", queue, uniqueid, event, message
-        )
 
 
 async def demo_calls(desk: Desk, redis: aioredis.Redis, agent_id: str) -> None:

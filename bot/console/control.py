@@ -7,7 +7,10 @@ and unique ids from AMI events, disposition codes from the fixed list. An agent'
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 
 class CallControlError(Exception):
@@ -24,3 +27,16 @@ class CallControl(Protocol):
     async def queue_log(self, queue: str, uniqueid: str, member_name: str, event: str, message: str) -> None:
         """AMI ``QueueLog``: a row ``epoch|uniqueid|queue|member_name|event|message`` in queue_log.
         Raises :class:`CallControlError`."""
+
+
+class LoggedCallControl:
+    """A CallControl for a console without Asterisk (no AMI configured, or the demo): it only says what it
+    would ask."""
+
+    async def set_paused(self, interface: str, paused: bool, reason: str = "") -> None:
+        log.info("(no Asterisk) QueuePause Interface=%s Paused=%s Reason=%s", interface, paused, reason)
+
+    async def queue_log(self, queue: str, uniqueid: str, member_name: str, event: str, message: str) -> None:
+        log.info(
+            "(no Asterisk) QueueLog Queue=%s Uniqueid=%s Event=%s Message=%s", queue, uniqueid, event, message
+        )
