@@ -51,7 +51,7 @@ $(PTH): $(STAMP)
 venv: $(STAMP) $(PTH)
 
 model: venv
-	@$(PY) -m bot.train
+	@$(PY) -m bot.tools.train
 
 # The customer store (SQLite in .run/ unless ATTENDANT_STORE_URL says otherwise): schema and demo data,
 # idempotent, so what callers changed survives.
@@ -59,13 +59,13 @@ seed: venv
 	@$(PY) -m actions.backends.seed
 
 run: model seed
-	@$(PY) -m bot.launch
+	@$(PY) -m bot.tools.launch
 
 test: model
 	$(PY) -m pytest
 
 nlu-check: venv
-	$(PY) -m bot.nlucheck
+	$(PY) -m bot.tools.nlucheck
 
 lint: venv
 	$(PY) -m ruff check .
