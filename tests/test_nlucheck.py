@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.tools import train
-from bot.tools.nlucheck.checks import MIN_EXAMPLES_MAIN, MIN_EXAMPLES_OTHER, validate
+from bot.tools.nlucheck.checks import MIN_EXAMPLES_MAIN, MIN_EXAMPLES_OTHER, code_folders, validate
 from bot.tools.nlucheck.crossval import Confusion, confusion_from_rasa, intents_of
 from bot.tools.nlucheck.data import Finding, normalise
 from bot.tools.nlucheck.report import MATRIX_FILE, RunInfo, write_report
@@ -272,6 +272,55 @@ def test_faq_is_checked_and_stops_before_cross_validation(tree: Path, tmp_path: 
     faq.write_text(GOOD_ENTRY.format(id="delivery") + "- id: returns\n  answer: Yes: no\n")
     err = assert_invalid(check(tree, "--no-cv"))
     assert at(faq, "Yes: no") + " not valid YAML" in err, err
+
+
+def test_code_is_scanned_all_the_way_down_and_in_the_rasa_plugin(tree: Path) -> None:
+    """Responses named in a sub-package of ``actions/`` and in ``bot/rasa/`` (the channel plugin) exist."""
+    nested = tree / "actions" / "shared" / "deep" / "handoff.py"
+    nested.parent.mkdir(parents=True)
+    nested.write_text('LINE = "utter_handoff_line"\n')
+    plugin = tree / "bot" / "rasa" / "channel.py"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text('def fallback(responses):\n    return responses.get("utter_technical_fallback")\n')
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert at(nested, "utter_handoff_line") + " response 'utter_handoff_line' is used here" in err, err
+    assert at(plugin, "utter_technical_fallback") + " response 'utter_technical_fallback'" in err, err
+    domain = tree / "nlu-data" / "domain.yml"
+    domain.write_text(
+        domain.read_text()
+        + '  utter_handoff_line:\n    - text: "A colleague."\n'
+        + '  utter_technical_fallback:\n    - text: "Sorry."\n'
+    )
+    inputs = train.RasaInputs(REPO, data_root=tree / "nlu-data")
+    assert validate(inputs, code_folders(inputs), with_rasa=False)[1] == []
+
+
+PROMPTS = """\
+prompts:
+  technical: "Something went wrong."
+  handoff: "One moment."
+  no_input: "Are you there?"
+  no_input_goodbye: "Goodbye."
+  too_long: "Time is up."
+  keypad_menu: "Press 1."
+keypad:
+  "1": greet
+"""
+
+
+def test_prompts_the_gateway_needs(tree: Path) -> None:
+    prompts = tree / "nlu-data" / "prompts.yml"
+    prompts.write_text(PROMPTS)
+    assert own_findings(tree) == []
+    prompts.write_text(PROMPTS.replace('  too_long: "Time is up."\n', "").replace('"Press 1."', '""'))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert f"{prompts}: prompts missing or empty: too_long, keypad_menu" in err, err
+    prompts.write_text(PROMPTS.replace('"1": greet', '"1": ask_weather'))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert f"{prompts}: keypad key '1' starts intent 'ask_weather', which the domain does not" in err, err
+    prompts.write_text(PROMPTS.replace('handoff: "One moment."', "handoff: [One moment"))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert at(prompts, "no_input:") + " not valid YAML" in err, err
 
 
 def test_normalise() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from actions.shared.paths import REPO_ROOT
 from bot.tools import nlucheck, train
-from bot.tools.nlucheck.checks import validate
+from bot.tools.nlucheck.checks import code_folders, validate
 from bot.tools.nlucheck.crossval import (
     DEFAULT_FOLDS,
     DEFAULT_SEED,
@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         "--actions",
         type=Path,
         default=None,
-        help="action code scanned for response names (default: DATA/../actions)",
+        help="action code scanned for response names (default: DATA/../actions; DATA/../bot/rasa, the "
+        "Rasa channel plugin, is scanned too)",
     )
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help=f"folds (default {DEFAULT_FOLDS})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the fold split")
@@ -67,11 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         data_root=args.data.resolve() if args.data else None,
         config_file=args.config.resolve() if args.config else None,
     )
-    actions = args.actions.resolve() if args.actions else inputs.data.parent / "actions"
+    code = code_folders(inputs, args.actions.resolve() if args.actions else None)
     out_dir = (args.out or root / "reports" / "nlu").resolve()
 
     print(f"Checking {inputs.display(inputs.data)} ...", flush=True)
-    data, findings = validate(inputs, actions)
+    data, findings = validate(inputs, code)
     _print_findings(findings)
     errors = [f for f in findings if f.error]
     warnings = len(findings) - len(errors)

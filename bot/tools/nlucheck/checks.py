@@ -1,14 +1,17 @@
 """The editors' checks: each problem in ``nlu-data/`` as ``file:line: message``, before Rasa's own validator.
 
 On what :mod:`.data` read (reading problems are findings already: broken YAML, the wrong shape, ``faq.yml``
-as :func:`actions.info.load_faq` reads it):
+as :func:`actions.info.load_faq` reads it, ``prompts.yml`` as the gateway reads it, which includes every
+prompt in :data:`bot.prompts.REQUIRED`):
 
 - the same example (lower case, spacing and punctuation ignored) under two intents, or twice in one;
 - too few examples: :data:`MIN_EXAMPLES_MAIN` for intents the stories and rules use,
   :data:`MIN_EXAMPLES_OTHER` for the rest;
 - responses used in stories, rules, forms or code but missing from the domain, and (a warning only)
-  responses in the domain nothing uses. The code is every ``*.py`` under ``actions/``;
-- intents in the domain without examples, examples or stories for intents the domain does not declare.
+  responses in the domain nothing uses. The code is every ``*.py`` under ``actions/`` and ``bot/rasa/`` (the
+  Rasa channel plugin), all the way down: :func:`code_folders`;
+- intents in the domain without examples, examples or stories for intents the domain does not declare, and
+  keypad keys in ``prompts.yml`` that start an intent the domain does not declare.
 
 Then, if those pass, Rasa's own validator through :func:`bot.tools.train.validate` (the check ``make run``
 does before training; it also catches story conflicts). Its messages name no lines, ours do, which is why
@@ -35,6 +38,21 @@ RASA_DEFAULT_INTENTS = frozenset({"restart", "back", "out_of_scope", "session_st
 RASA_DEFAULT_RESPONSES = frozenset({"utter_default", "utter_ask_rephrase"})
 """Responses Rasa's built-in fallback actions say when they exist: never reported as unused."""
 
+CODE_FOLDERS = ("actions", "bot/rasa")
+"""Where code that names responses lives, relative to the folder above the data folder."""
+
+
+def code_folders(inputs: RasaInputs, actions: Path | None = None) -> tuple[Path, ...]:
+    """The folders scanned for response names: ``actions/`` (or ``actions`` if given) and ``bot/rasa/``.
+
+    Beside the data folder rather than in the checkout, so a copy of the project is checked as a whole.
+    """
+    base = inputs.data.parent
+    found = [base / folder for folder in CODE_FOLDERS]
+    if actions is not None:
+        found[0] = actions
+    return tuple(found)
+
 
 def _base(intent: str) -> str:
     """Retrieval intents ``faq/hours`` belong to the domain's ``faq``."""
@@ -48,6 +66,7 @@ def check(data: NluData) -> list[Finding]:
     found += _too_few_examples(data)
     found += _intent_coverage(data)
     found += _response_coverage(data)
+    found += _keypad_intents(data)
     return found
 
 
@@ -185,6 +204,19 @@ def _response_coverage(data: NluData) -> list[Finding]:
     return found
 
 
+def _keypad_intents(data: NluData) -> list[Finding]:
+    declared = set(data.domain_intents) | RASA_DEFAULT_INTENTS
+    return [
+        Finding(
+            data.keypad_file,
+            None,
+            f"keypad key {key!r} starts intent {intent!r}, which the domain does not declare",
+        )
+        for key, intent in sorted(data.keypad.items())
+        if intent not in declared
+    ]
+
+
 def rasa_findings(inputs: RasaInputs) -> list[Finding]:
     """Rasa's validator, exactly as ``make run`` applies it before training (:func:`.train.validate`)."""
     message = train.validate(inputs)
@@ -200,7 +232,7 @@ def validate(
 ) -> tuple[NluData, list[Finding]]:
     """All findings, sorted by file and line. Rasa's validator runs only if our own checks found no error.
 
-    ``code`` is the folder (or folders) whose Python files name responses.
+    ``code`` is the folder (or folders: :func:`code_folders`) whose Python files name responses.
     """
     data, found = read_data(inputs, (code,) if isinstance(code, Path) else code)
     if not any(f.error for f in found):

@@ -1,7 +1,7 @@
 """What the editors' check reads, and where it saw each name: the domain, the training files, the code.
 
 :func:`read_data` reads ``domain.yml`` and every file under ``nlu/`` and ``stories/`` as Rasa does
-(:mod:`bot.tools.rasayaml`), ``faq.yml`` as the bot does, and scans Python code for the
+(:mod:`bot.tools.rasayaml`), ``faq.yml`` and ``prompts.yml`` as the bot does, and scans Python code for the
 response names it uses. Everything it collects carries a :class:`Where` (file and line), so the checks in
 :mod:`.checks` can say where a problem is. A file that cannot be read is a :class:`Finding`, never a
 traceback: YAML an editor broke (syntax, or the wrong shape: a list where keys belong, examples not
@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from actions.info import FaqError, load_faq
+from bot.prompts import Prompts, PromptsError
 from bot.tools import rasayaml
 from bot.tools.rasayaml import line_of, value_line
 from bot.tools.train import RasaInputs
 
 FAQ_FILE = "faq.yml"
 """The frequently asked questions, beside ``domain.yml`` (optional: a data folder without one has no FAQ)."""
+PROMPTS_FILE = "prompts.yml"
+"""The gateway's own phrases and keypad menu, beside ``domain.yml`` (the gateway will not start without
+it; a data folder without one, like the small trees the tests write, is checked without it)."""
 
 _ENTITY = re.compile(r"\[(?P<text>[^\]]+?)\](?:\([^)]*\)|\{[^}]*\}|\[[^\]]*\])")
 _PUNCTUATION = re.compile(r"[^\w\s]|_")
 _CODE_RESPONSE = re.compile(r"""(?P<q>["'])(?P<name>utter_[a-z0-9_]*)(?P<closed>(?P=q))?""")
+_LOCATED = re.compile(r"(?::(?P<line>\d+))?: (?P<message>.*)", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,9 @@ class NluData:
     code_responses: dict[str, list[Where]] = field(default_factory=lambda: defaultdict(list))
     code_prefixes: dict[str, list[Where]] = field(default_factory=lambda: defaultdict(list))
     """``"utter_handoff_" + reason`` and the like: some response must start with the prefix."""
+    keypad: dict[str, str] = field(default_factory=dict)
+    """``prompts.yml``'s keypad menu (key to intent), when the file is there and valid."""
+    keypad_file: str = ""
 
     def example_counts(self) -> dict[str, int]:
         """Distinct examples (by comparison key) per intent."""
@@ -340,6 +348,31 @@ def faq_findings(inputs: RasaInputs) -> list[Finding]:
     return []
 
 
+def read_prompts(inputs: RasaInputs, data: NluData) -> list[Finding]:
+    """``prompts.yml`` read as the gateway reads it at start-up (:meth:`bot.prompts.Prompts.load`).
+
+    That covers every key in :data:`bot.prompts.REQUIRED` and the keypad menu's form; the keypad's intents
+    go into ``data`` for :mod:`.checks` to hold against the domain.
+    """
+    path = inputs.data / PROMPTS_FILE
+    if not path.is_file():
+        return []
+    shown = inputs.display(path)
+    try:
+        prompts = Prompts.load(path)
+    except PromptsError as exc:  # "path[:line]: message", as the project's YAML reader words it
+        text = str(exc)
+        located = _LOCATED.fullmatch(text[len(str(path)) :]) if text.startswith(str(path)) else None
+        if located is None:
+            return [Finding(shown, None, text)]
+        return [Finding(shown, int(located["line"]) if located["line"] else None, located["message"])]
+    except UnicodeDecodeError:
+        return [Finding(shown, None, "not UTF-8 text (save the file as UTF-8)")]
+    data.keypad = dict(prompts.keypad)
+    data.keypad_file = shown
+    return []
+
+
 # --- everything ---------------------------------------------------------------------------------------------
 
 
@@ -356,7 +389,7 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 
 def read_data(inputs: RasaInputs, code: Sequence[Path]) -> tuple[NluData, list[Finding]]:
-    """Read the domain, the training files, the FAQ and the code in the ``code`` folders.
+    """Read the domain, the training files, the bot's own files and the code in the ``code`` folders.
 
     Problems reading them are findings.
     """
@@ -393,6 +426,7 @@ def read_data(inputs: RasaInputs, code: Sequence[Path]) -> tuple[NluData, list[F
                 Finding(shown, None, f"could not be read as Rasa data ({type(exc).__name__}: {exc})")
             )
     found += faq_findings(inputs)
+    found += read_prompts(inputs, data)
     for folder in code:
         scan_code(folder, data, inputs.root)
     return data, found
