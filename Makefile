@@ -51,7 +51,7 @@ $(PTH): $(STAMP)
 venv: $(STAMP) $(PTH)
 
 model: venv
-	@$(PY) -m bot.train
+	@$(PY) -m bot.tools.train
 
 # The customer store (SQLite in .run/ unless ATTENDANT_STORE_URL says otherwise): schema and demo data,
 # idempotent, so what callers changed survives.
@@ -59,7 +59,7 @@ seed: venv
 	@$(PY) -m actions.backends.seed
 
 run: model seed
-	@$(PY) -m bot.launch
+	@$(PY) -m bot.tools.launch
 
 # The agent console's browser tests drive Debian's Chromium through its chromedriver (selenium is pointed at
 # both, so nothing is downloaded). Installed here when missing: root runs apt-get, others sudo.
@@ -81,7 +81,7 @@ test: model browser
 	ATTENDANT_CHROMIUM=$(CHROMIUM) ATTENDANT_CHROMEDRIVER=$(CHROMEDRIVER) $(PY) -m pytest
 
 nlu-check: venv
-	$(PY) -m bot.nlucheck
+	$(PY) -m bot.tools.nlucheck
 
 lint: venv
 	$(PY) -m ruff check .

@@ -1,6 +1,6 @@
 """The Attendant channel, the actions and the trained assistant, on the real parts.
 
-One RasaStack (real Rasa server with the model `python -m bot.train` produced, real rasa-sdk action
+One RasaStack (real Rasa server with the model `python -m bot.tools.train` produced, real rasa-sdk action
 server, real Redis) is shared by the whole session; every conversation uses a fresh sender id.
 The pure helpers (digits, money, the misunderstanding counter, the demo store) are tested directly.
 """
@@ -26,7 +26,7 @@ from actions.actions import consecutive_misunderstandings
 from actions.speech import digits_from_speech, is_filler_only, say_money
 from actions.store import DemoStore, normalise_number
 from actions.vault import SecretStash, is_ref, new_ref
-from bot.stack import RasaStack, redis_env
+from bot.tools.stack import RasaStack, redis_env
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "attendant.tar.gz"
