@@ -70,6 +70,8 @@ class GatewayConfig:
     """Reprompts before a polite goodbye."""
     max_call_s: float = 900.0
     """Hard ceiling on a call's length, seconds."""
+    hold_after_s: float = 1.5
+    """A turn the assistant has not answered by then gets the holding phrase (``prompts.yml`` ``holding``)."""
     max_no_turn_s: float = 180.0
     """A call with no usable caller turn (words, keys) for this long ends with a goodbye, whatever audio
     arrives: noise or an open line must not hold a seat until ``max_call_s``."""
@@ -87,8 +89,10 @@ class RasaConfig:
     url: str = "http://127.0.0.1:5005"
     token: str = ""
     """Shared secret the Attendant channel checks (``RASA_TOKEN``)."""
-    timeout_s: float = 6.0
-    """A turn that takes longer is a technical failure and goes to a person."""
+    timeout_s: float = 4.5
+    """A turn that takes longer is a technical failure and goes to a person: with the holding phrase at
+    ``hold_after_s``, the caller never hears more than about two seconds of silence and is on the way to a
+    person by five."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,7 @@ class Config:
                 no_input_retries=_int(e, "ATTENDANT_NO_INPUT_RETRIES", 2, 0, 10),
                 max_call_s=_float(e, "ATTENDANT_MAX_CALL_S", 900.0, 10.0, 86400.0),
                 max_no_turn_s=_float(e, "ATTENDANT_MAX_NO_TURN_S", 180.0, 5.0, 86400.0),
+                hold_after_s=_float(e, "ATTENDANT_HOLD_AFTER_S", 1.5, 0.2, 30.0),
                 heartbeat_s=_float(e, "ATTENDANT_HEARTBEAT_S", 5.0, 0.1, 300.0),
             ),
             agi=AgiConfig(
@@ -180,7 +185,7 @@ class Config:
             rasa=RasaConfig(
                 url=e.get("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
                 token=token,
-                timeout_s=_float(e, "RASA_TIMEOUT_S", 6.0, 0.1, 120.0),
+                timeout_s=_float(e, "RASA_TIMEOUT_S", 4.5, 0.1, 120.0),
             ),
             asr=AsrConfig(model_dir=model_dir, threads=_int(e, "ATTENDANT_ASR_THREADS", 2, 1, 64)),
             tts=TtsConfig(

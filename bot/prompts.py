@@ -11,7 +11,7 @@ from typing import Any
 
 from actions.shared.yamlfile import YamlFileError, read_yaml
 
-REQUIRED = ("technical", "handoff", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
+REQUIRED = ("technical", "handoff", "holding", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 

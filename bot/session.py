@@ -387,9 +387,7 @@ class CallSession:
             if source != "system":
                 self.turns += 1
             try:
-                reply: Reply = await self._d.dialogue.send(
-                    self.call_id, text, self._metadata(source, confidence)
-                )
+                reply = await self._ask(text, source, confidence)
             except DialogueError as exc:
                 log.error("call %s: dialogue failed (%s); handing to a person", self.call_id, exc)
                 if source != "system":
@@ -424,6 +422,22 @@ class CallSession:
         finally:
             self._busy = False
             self._last_activity = self._clock()
+
+    async def _ask(self, text: str, source: str, confidence: float | None) -> Reply:
+        """One round trip to the assistant. If it has not answered within ``hold_after_s``, the caller hears
+        the holding phrase meanwhile (once): no fault leaves more than a couple of seconds of silence, and
+        the dialogue client gives up (-> a person) within its own timeout."""
+        send = asyncio.ensure_future(
+            self._d.dialogue.send(self.call_id, text, self._metadata(source, confidence))
+        )
+        done, _ = await asyncio.wait({send}, timeout=self._cfg.hold_after_s)
+        if not done:
+            with contextlib.suppress(Exception):
+                await self._say_prompt("holding")
+        try:
+            return await send
+        finally:
+            send.cancel()
 
     def _on_voice_start(self, at: float) -> None:
         timing, self._timing_open = self._timing_open, None
