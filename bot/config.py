@@ -149,6 +149,8 @@ class Config:
     """The AMI connection (queues, agents, wait estimates, console pops); ``None`` without
     ``ATTENDANT_AMI_SECRET``: the bot still hands off through the dialplan, without any of those."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    retention_s: float = 86400.0
+    """Calls (record, transcript, disposition, Rasa tracker) older than this are purged, seconds."""
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
 
@@ -206,5 +208,6 @@ class Config:
             ),
             ami=AmiConfig.from_env(e) if e.get("ATTENDANT_AMI_SECRET") else None,
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            retention_s=_float(e, "ATTENDANT_RETENTION_S", 86400.0, 60.0, 400 * 86400.0),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
         )

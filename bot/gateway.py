@@ -28,6 +28,7 @@ from bot.console.asterisk import AmiCallControl, DeskBridge, DeskFeed
 from bot.console.control import CallControl, LoggedCallControl
 from bot.dialogue import RasaClient
 from bot.prompts import Prompts
+from bot.retention import Purge
 from bot.session import CallSession, SessionDeps
 from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
 from bot.waits import ModelWaits
@@ -152,6 +153,8 @@ class Gateway:
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.active.run(self.sessions.keys), name="heartbeat"))
+        purge = Purge(self.redis, window_s=self.config.retention_s)
+        self._tasks.append(asyncio.create_task(purge.run(), name="retention"))
         log.info(
             "gateway listening on %s:%d (speech recognition %s)",
             self.config.gateway.host,
