@@ -2,17 +2,16 @@
 
 Pacing is checked twice: on a fake clock (the schedule itself) and by a small local TCP server that records
 when frames arrive. A tiny scripted bot (below) stands in for the gateway where a whole call is needed; the
-end-to-end tests against the real gateway live elsewhere.
+end-to-end tests against the real gateway live elsewhere. Audio files: ``test_sim_wav.py``; the transcript
+reader, the FastAGI client and the caller's voice: ``test_sim_clients.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import random
 import socket
-import struct
 import time
 import uuid
 import wave
@@ -21,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
-import soundfile
 
 from telephony.audiosocket import CallId, Decoder, encode_audio, encode_error, encode_hangup
 from telephony.frames import AudioIn, Dtmf, Hangup, Transcript
@@ -38,12 +35,9 @@ from telephony.sim import (
     Turn,
     cli,
 )
-from telephony.sim.agi_client import agi_register
 from telephony.sim.audio import frame_rms, speech_span, split_frames
 from telephony.sim.segment import UtteranceSegmenter
-from telephony.sim.speech import PiperCaller
-from telephony.sim.transcript import TranscriptLine, TranscriptReader
-from telephony.sim.wav import load_wav, read_wav, write_wav
+from telephony.sim.wav import write_wav
 
 RATE = 8000
 FRAME = 320  # bytes in 20 ms at 8 kHz
@@ -148,170 +142,6 @@ def test_speech_span_and_split() -> None:
     assert len(frames) == 91 and all(len(f) == FRAME for f in frames)
     assert speech_span(frames) == (25, 74)
     assert speech_span(split_frames(silence(0.2), RATE)) is None
-
-
-# --------------------------------------------------------------------------------------------- WAV in and out
-
-
-def test_write_wav_round_trip(tmp_path: Path) -> None:
-    pcm = tone(0.5, 16000)
-    path = tmp_path / "sub" / "bot.wav"
-    write_wav(path, pcm, 16000)
-    with wave.open(str(path), "rb") as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
-        assert w.readframes(w.getnframes()) == pcm
-
-
-def _riff(tag: int, channels: int, rate: int, bits: int, data: bytes, *, extensible: bool = False) -> bytes:
-    align = channels * bits // 8
-    if extensible:
-        guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * align, align, bits)
-        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + guid_tail
-    else:
-        fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    body += b"LIST" + struct.pack("<I", 3) + b"abc\x00"  # odd-sized chunk with a pad byte
-    body += b"data" + struct.pack("<I", len(data)) + data
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def _signal(n: int, channels: int, rate: int) -> npt.NDArray[np.int16]:
-    """``channels`` different tones at 0.9 and 0.4 of full scale, as 16-bit samples, shape (n, channels)."""
-    t = np.arange(n) / rate
-    tones = [0.9 * np.sin(2 * np.pi * 440 * t), 0.4 * np.sin(2 * np.pi * 1000 * t + 1.0)][:channels]
-    return np.round(np.stack(tones, axis=1) * 32767).astype(np.int16)
-
-
-# (libsndfile subtype, channels, rate): every encoding a --wav file may come in, mono and stereo, many rates.
-WAV_CASES = [
-    ("PCM_U8", 1, 8000),
-    ("PCM_16", 1, 8000),
-    ("PCM_16", 2, 44100),
-    ("PCM_24", 1, 48000),
-    ("PCM_32", 2, 16000),
-    ("FLOAT", 1, 22050),
-    ("DOUBLE", 2, 11025),
-    ("ULAW", 1, 8000),
-    ("ALAW", 2, 8000),
-]
-
-
-@pytest.mark.parametrize(("subtype", "channels", "rate"), WAV_CASES)
-def test_read_wav_encodings(tmp_path: Path, subtype: str, channels: int, rate: int) -> None:
-    """Files written with soundfile read back through the simulator's loader: rate kept, channels averaged,
-    samples as stored (exactly for PCM and float, within G.711's quantisation for A-law and mu-law)."""
-    ints = _signal(rate // 10, channels, rate)
-    path = tmp_path / f"{subtype}-{channels}-{rate}.wav"
-    if subtype == "PCM_24":
-        stored = ints.astype(np.int32) << 16  # libsndfile keeps the top 24 bits: exactly the 16-bit values
-    elif subtype == "PCM_32":
-        stored = ints.astype(np.int32) << 16
-    elif subtype in ("FLOAT", "DOUBLE"):
-        stored = ints / 32768.0  # exactly representable in float32
-    else:
-        stored = ints
-    soundfile.write(str(path), stored, rate, subtype=subtype, format="WAV")
-    assert soundfile.info(str(path)).subtype == subtype
-
-    samples, file_rate = read_wav(path)
-    assert file_rate == rate
-    assert samples.dtype == np.float64 and samples.shape == (len(ints),)
-    exact = ints.astype(np.float64) / 32768.0
-    if subtype == "PCM_U8":
-        exact = np.floor(ints / 256.0) / 128.0  # libsndfile keeps the top 8 bits
-    expected = exact.mean(axis=1)
-    if subtype in ("ULAW", "ALAW"):
-        # G.711: half a step of the sample's segment, at most 1/32 of its value (plus the finest steps near 0)
-        error = np.abs(samples - expected)
-        bound = np.abs(exact).max(axis=1) / 32 + 16 / 32768
-        assert np.all(error <= bound), float((error - bound).max())
-        assert error.max() > 0  # it really was companded
-    else:
-        assert samples == pytest.approx(expected, abs=1e-12)
-
-
-def test_read_wav_decodes_g711_bytes_to_the_standard_values(tmp_path: Path) -> None:
-    """Hand-built files: G.711 code words decode to the values of the standard's tables; float in a
-    WAVE_FORMAT_EXTENSIBLE file; an odd-sized chunk before the data; broken files raise ValueError."""
-    path = tmp_path / "x.wav"
-
-    def load(data: bytes) -> npt.NDArray[np.float64]:
-        path.write_bytes(data)
-        return read_wav(path)[0]
-
-    # mu-law 0xff is 0, 0x80 is +32124, 0x00 is -32124; A-law 0xd5 is +8, 0x55 is -8, 0xaa is +32256
-    mu = load(_riff(7, 1, 8000, 8, bytes([0xFF, 0x80, 0x00]))) * 32768
-    assert list(mu) == [0, 32124, -32124]
-    alaw = load(_riff(6, 1, 8000, 8, bytes([0xD5, 0x55, 0xAA]))) * 32768
-    assert list(alaw) == [8, -8, 32256]
-
-    left = np.array([0.5, -0.5, 0.25], dtype=np.float64)
-    f32 = left.astype("<f4").tobytes()
-    assert list(load(_riff(3, 1, 22050, 32, f32))) == list(left)
-    assert list(load(_riff(3, 1, 22050, 32, f32, extensible=True))) == list(left)
-
-    ints24 = [round(x * 8388608) for x in left]
-    data24 = b"".join(v.to_bytes(3, "little", signed=True) for v in ints24)
-    assert list(load(_riff(1, 1, 8000, 24, data24))) == list(left)
-    assert list(load(_riff(1, 1, 8000, 8, bytes([128 + 64, 128 - 64])))) == [0.5, -0.5]
-
-    with pytest.raises(ValueError):
-        load(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    with pytest.raises(ValueError):
-        load(_riff(2, 1, 8000, 4, b"\x00\x00"))  # ADPCM with a truncated fmt chunk
-    with pytest.raises(ValueError):
-        load(b"this is not audio at all" * 10)
-    with pytest.raises(ValueError):
-        read_wav(tmp_path / "missing.wav")
-
-
-def test_load_wav_at_the_call_rate_is_bit_exact(tmp_path: Path) -> None:
-    ints = _signal(1600, 1, 8000)
-    path = tmp_path / "caller.wav"
-    soundfile.write(str(path), ints, 8000, subtype="PCM_16", format="WAV")
-    assert load_wav(path, 8000) == ints.astype("<i2").tobytes()
-    stereo = _signal(1600, 2, 16000)
-    soundfile.write(str(path), stereo, 16000, subtype="PCM_16", format="WAV")
-    mixed = np.frombuffer(load_wav(path, 16000), dtype="<i2")
-    assert list(mixed) == list(np.round(stereo.astype(np.float64).mean(axis=1)).astype(np.int16))
-
-
-def test_load_wav_other_formats_and_rates(tmp_path: Path) -> None:
-    """A 22.05 kHz float file and a 48 kHz A-law stereo one, resampled to 16 kHz: right length, same tone."""
-    for subtype, channels, rate in (("FLOAT", 1, 22050), ("ALAW", 2, 48000)):
-        path = tmp_path / f"{subtype}.wav"
-        ints = _signal(rate, channels, rate)  # one second
-        data = ints / 32768.0 if subtype == "FLOAT" else ints
-        soundfile.write(str(path), data, rate, subtype=subtype, format="WAV")
-        samples = np.frombuffer(load_wav(path, 16000), dtype="<i2").astype(np.float64)
-        assert abs(len(samples) - 16000) <= 2
-        spectrum = np.abs(np.fft.rfft(samples[2000:14000]))
-        assert np.argmax(spectrum) * 16000 / 12000 == pytest.approx(440, abs=2)
-        level = np.sqrt(np.mean(samples[2000:14000] ** 2))
-        expected = np.sqrt(np.mean(ints.astype(np.float64).mean(axis=1) ** 2))
-        assert level == pytest.approx(expected, rel=0.03)
-
-
-def test_wav_of_an_empty_call_round_trips(tmp_path: Path) -> None:
-    path = tmp_path / "empty.wav"
-    write_wav(path, b"", 8000)
-    assert load_wav(path, 8000) == b""
-    assert read_wav(path)[1] == 8000
-
-
-def test_load_wav_resamples_to_call_rate(tmp_path: Path) -> None:
-    path = tmp_path / "caller.wav"
-    seconds = 1.0
-    n = int(44100 * seconds)
-    t = np.arange(n) / 44100
-    stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 300 * t)], axis=1) * 0.5
-    path.write_bytes(_riff(1, 2, 44100, 16, (stereo.reshape(-1) * 32767).astype("<i2").tobytes()))
-    pcm = load_wav(path, 8000)
-    samples = np.frombuffer(pcm, dtype="<i2")
-    assert abs(len(samples) - 8000) <= 2
-    rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2)))
-    assert rms == pytest.approx(0.5 * 32767 / math.sqrt(2), rel=0.05)
 
 
 # --------------------------------------------------------------------------------------------- a scripted bot
@@ -620,62 +450,6 @@ async def test_transcript_from_redis() -> None:
     assert result.bot_said()[-1] == "you said what is my balance"
 
 
-async def test_transcript_reader_reads_odd_entries_and_reports_a_broken_stream() -> None:
-    """Entries without ``who`` or with an unreadable ``t`` still arrive; a key of the wrong type ends the
-    reading with one note and ``ok`` False, and the call goes on."""
-    import redis.asyncio as aioredis
-
-    url = "redis://127.0.0.1:6379/0"
-    client = aioredis.from_url(url)
-    try:
-        await client.ping()
-    except Exception as exc:  # pragma: no cover - the build machines have Redis
-        pytest.skip(f"no Redis: {exc}")
-    call = uuid.uuid4()
-    key = f"attendant:call:{call}:transcript"
-    lines: list[TranscriptLine] = []
-    problems: list[str] = []
-    reader = TranscriptReader(url, call, on_line=lines.append, on_problem=problems.append)
-    try:
-        await client.xadd(key, {"who": "bot", "text": "héllo", "t": "1700000000.25"})
-        await client.xadd(key, {"text": "no speaker", "t": "soon"})
-        assert await reader.open() and reader.ok
-        follower = asyncio.create_task(reader.follow())
-        await asyncio.sleep(0.1)
-        await client.xadd(key, {"who": "caller", "text": "late line", "t": "1700000001"})
-        await reader.finish(follower, grace_s=0.1)
-        assert lines == [
-            TranscriptLine("bot", "héllo", 1700000000.25),
-            TranscriptLine("system", "no speaker", None),
-            TranscriptLine("caller", "late line", 1700000001.0),
-        ]
-        assert problems == [] and reader.ok
-
-        await client.delete(key)
-        await client.set(key, "not a stream")
-        broken = TranscriptReader(url, call, on_line=lines.append, on_problem=problems.append)
-        assert await broken.open()
-        await broken.follow(block_ms=None)
-        assert problems == ["transcript stream unreadable (ResponseError)"]
-        assert not broken.ok
-        await broken.close()
-    finally:
-        await reader.close()
-        await client.delete(key)
-        await client.close()
-
-
-async def test_transcript_reader_without_redis() -> None:
-    problems: list[str] = []
-    reader = TranscriptReader(
-        "redis://127.0.0.1:1/0", uuid.uuid4(), on_line=lambda line: None, on_problem=problems.append
-    )
-    assert not await reader.open()
-    assert not reader.ok
-    assert len(problems) == 1 and problems[0].startswith("Redis unreachable (")
-    await reader.finish(None)  # nothing to stop or close
-
-
 async def test_redis_unreachable_shows_audio_only(bot: tuple[FakeBot, int]) -> None:
     _fake, port = bot
     result = await sim(port, redis_url="redis://127.0.0.1:1/0").run([])
@@ -739,62 +513,3 @@ def test_turn_validation() -> None:
     with pytest.raises(ValueError):
         Turn("audio", "x")
     assert Turn("dtmf", "*0#A").label == "keys *0#A"
-
-
-@pytest.mark.parametrize("rate", [8000, 16000])
-async def test_agi_register_sends_the_dialplans_header_with_the_rate(rate: int) -> None:
-    """Byte for byte what Asterisk sends from the sample dialplan: argument 1 the call, argument 2 the rate,
-    the context that goes with the rate; every command answered ``200 result=1``, variables returned."""
-    received: list[bytes] = []
-    answers: list[bytes] = []
-
-    async def route(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while (line := await reader.readline()) not in (b"\n", b""):
-            received.append(line)
-        writer.write(b'SET VARIABLE ATTENDANT_REGISTERED "yes"\nVERBOSE "hello" 1\n')
-        await writer.drain()
-        answers.append(await reader.readline())
-        answers.append(await reader.readline())
-        writer.close()
-
-    server = await asyncio.start_server(route, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    call = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
-    try:
-        variables = await agi_register("127.0.0.1", port, call, "+15550100001", rate=rate)
-    finally:
-        server.close()
-        await server.wait_closed()
-    header = dict(line.decode().rstrip("\n").split(": ", 1) for line in received)
-    assert header["agi_request"] == f"agi://127.0.0.1:{port}/register"
-    assert header["agi_network_script"] == "register"
-    assert header["agi_callerid"] == "+15550100001"
-    assert header["agi_arg_1"] == str(call)
-    assert header["agi_arg_2"] == str(rate)
-    assert header["agi_context"] == ("attendant" if rate == 8000 else "attendant-slin16")
-    assert list(header)[-2:] == ["agi_arg_1", "agi_arg_2"]
-    assert answers == [b"200 result=1\n", b"200 result=1\n"]
-    assert variables == {"ATTENDANT_REGISTERED": "yes"}
-
-
-async def test_agi_register_unreachable() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(GatewayUnreachable, match=rf"FastAGI at 127\.0\.0\.1:{port}"):
-        await agi_register("127.0.0.1", port, uuid.uuid4(), "+15550100001")
-
-
-def test_caller_voice_speaks_at_the_call_rate() -> None:
-    """The real joe voice through piper-tts, resampled with soxr: the same line at 16 kHz has twice the
-    samples of 8 kHz, and is speech (not silence) at both; a missing voice file is an OSError."""
-    voice = PiperCaller(threads=1)
-    narrow = voice.synthesize("Hello. I would like to check my balance.", 8000)
-    wide = voice.synthesize("Hello. I would like to check my balance.", 16000)
-    assert len(narrow) % 2 == 0 and len(narrow) > 8000 * 2  # more than a second
-    assert len(wide) / len(narrow) == pytest.approx(2, rel=0.05)  # Piper's durations vary a little per run
-    for pcm, rate in ((narrow, 8000), (wide, 16000)):
-        assert speech_span(split_frames(pcm, rate)) is not None
-        assert frame_rms(pcm) > 500
-    with pytest.raises(FileNotFoundError):
-        PiperCaller(Path("/nonexistent/voice.onnx")).synthesize("hi", 8000)
