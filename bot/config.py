@@ -69,6 +69,9 @@ class GatewayConfig:
     """Reprompts before a polite goodbye."""
     max_call_s: float = 900.0
     """Hard ceiling on a call's length, seconds."""
+    max_no_turn_s: float = 180.0
+    """A call with no usable caller turn (words, keys) for this long ends with a goodbye, whatever audio
+    arrives: noise or an open line must not hold a seat until ``max_call_s``."""
     first_frame_timeout_s: float = 5.0
     """Seconds to wait for the UUID frame before giving up on a connection."""
     heartbeat_s: float = 5.0
@@ -150,6 +153,7 @@ class Config:
                 no_input_s=_float(e, "ATTENDANT_NO_INPUT_S", 8.0, 1.0, 120.0),
                 no_input_retries=_int(e, "ATTENDANT_NO_INPUT_RETRIES", 2, 0, 10),
                 max_call_s=_float(e, "ATTENDANT_MAX_CALL_S", 900.0, 10.0, 86400.0),
+                max_no_turn_s=_float(e, "ATTENDANT_MAX_NO_TURN_S", 180.0, 5.0, 86400.0),
                 heartbeat_s=_float(e, "ATTENDANT_HEARTBEAT_S", 5.0, 0.1, 300.0),
             ),
             agi=AgiConfig(

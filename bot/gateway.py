@@ -13,6 +13,7 @@ import asyncio
 import logging
 import statistics
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ from bot.dialogue import RasaClient
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
+from bot.whisper import WhisperLeg
+from telephony.callstate import whispered_call
 from telephony.server import AudioSocketServer, Connection
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,15 @@ class Gateway:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _new_call(self, call_id: str, out: Connection) -> CallSession:
+    def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
+        call = whispered_call(uuid.UUID(call_id))
+        if call is not None:  # the agent's whisper leg for a handed-off call, not a call
+            return WhisperLeg(
+                call_id, call, out, speech=self.speech, words=self.prompts.whisper, redis=self.redis
+            )
+        return self._new_session(call_id, out)
+
+    def _new_session(self, call_id: str, out: Connection) -> CallSession:
         deps = SessionDeps(
             speech=self.speech,
             dialogue=self.dialogue,
