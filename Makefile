@@ -44,7 +44,7 @@ $(STAMP): requirements.lock
 
 PTH := $(VENV)/lib/python3.10/site-packages/attendant.pth
 
-# The repo on the venv's path, so `.venv/bin/python -m telephony.simulate` works from any folder.
+# The repo on the venv's path, so `.venv/bin/python -m telephony.sim` works from any folder.
 $(PTH): $(STAMP)
 	@echo "$(CURDIR)" > $@
 

@@ -105,7 +105,7 @@ def components(model_dir: Path) -> dict[str, Any]:
 
 
 async def sequential(port: int, agi_port: int, calls: int) -> dict[str, Any]:
-    from telephony.simulate import CallerSimulator, Turn
+    from telephony.sim import CallerSimulator, Turn
 
     spoken: list[float] = []
     typed: list[float] = []
@@ -129,7 +129,7 @@ async def sequential(port: int, agi_port: int, calls: int) -> dict[str, Any]:
 
 
 async def concurrent(port: int, pid: int, calls: int) -> dict[str, Any]:
-    from telephony.simulate import CallerSimulator, Turn
+    from telephony.sim import CallerSimulator, Turn
 
     sampler = RssSampler(pid)
     sampler.start()

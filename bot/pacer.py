@@ -14,29 +14,12 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from bot.audio import resample
 from telephony.frames import FRAME_MS, AudioOut, frame_bytes
+from telephony.pacing import Schedule
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """The absolute frame schedule; pure, so it can be tested on a fake clock."""
-
-    t0: float
-    """Time of frame 0, seconds (monotonic)."""
-    period_s: float = FRAME_MS / 1000
-
-    def due(self, n: int) -> float:
-        """When frame ``n`` is due."""
-        return self.t0 + n * self.period_s
-
-    def frames_due(self, now: float) -> int:
-        """How many frames (0..n) should have been sent by ``now``."""
-        return int((now - self.t0) / self.period_s) + 1 if now >= self.t0 else 0
 
 
 class Pacer:

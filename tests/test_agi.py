@@ -195,7 +195,7 @@ async def test_register_refuses_what_is_not_a_channel_name(
 async def test_register_filters_caller_id_and_the_simulator_speaks_it(
     agi_port: int, redis: aioredis.Redis, call: str
 ) -> None:
-    from telephony.simulate import agi_register
+    from telephony.sim import agi_register
 
     hostile = '"Mallory" <+1 555; Dial(evil)> 010-0001'
     variables = await agi_register("127.0.0.1", agi_port, uuid.UUID(call), hostile)

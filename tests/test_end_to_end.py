@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from bot.calls import ActiveCalls
 from bot.tools.stack import RasaStack
 from telephony.callstate import ACTIVE_KEY, call_key
-from telephony.simulate import ENDED_BOT_HANGUP, ENDED_WE_HUNG_UP, CallerSimulator, CallResult, Turn
+from telephony.sim import ENDED_BOT_HANGUP, ENDED_WE_HUNG_UP, CallerSimulator, CallResult, Turn
 from tests.conftest import GatewayProcess, start_gateway, stop_gateway
 from tests.test_channel_and_actions import without_ids
 

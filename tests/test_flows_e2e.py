@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, select
 from actions.backends.sql import customers, phone_numbers
 from actions.store import CustomerStore, normalise_number, open_store
 from telephony.callstate import ACTIVE_KEY, call_key
-from telephony.simulate import ENDED_BOT_HANGUP, CallerSimulator, CallResult, Turn
+from telephony.sim import ENDED_BOT_HANGUP, CallerSimulator, CallResult, Turn
 from tests.conftest import GatewayProcess
 
 pytestmark = pytest.mark.timeout(600)

@@ -2,17 +2,16 @@
 
 Pacing is checked twice: on a fake clock (the schedule itself) and by a small local TCP server that records
 when frames arrive. A tiny scripted bot (below) stands in for the gateway where a whole call is needed; the
-end-to-end tests against the real gateway live elsewhere.
+end-to-end tests against the real gateway live elsewhere. Audio files: ``test_sim_wav.py``; the transcript
+reader, the FastAGI client and the caller's voice: ``test_sim_clients.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import random
 import socket
-import struct
 import time
 import uuid
 import wave
@@ -23,24 +22,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from telephony import simulate
 from telephony.audiosocket import CallId, Decoder, encode_audio, encode_error, encode_hangup
 from telephony.frames import AudioIn, Dtmf, Hangup, Transcript
-from telephony.simulate import (
+from telephony.pacing import MonotonicClock, Ticker
+from telephony.sim import (
     ENDED_BOT_HANGUP,
     ENDED_SOCKET_CLOSED,
     ENDED_WE_HUNG_UP,
     CallerSimulator,
+    Event,
     GatewayUnreachable,
-    Pacer,
     Turn,
-    UtteranceSegmenter,
-    decode_wav,
-    load_wav,
-    speech_span,
-    split_frames,
-    write_wav,
+    cli,
 )
+from telephony.sim.audio import frame_rms, speech_span, split_frames
+from telephony.sim.segment import UtteranceSegmenter
+from telephony.sim.wav import write_wav
 
 RATE = 8000
 FRAME = 320  # bytes in 20 ms at 8 kHz
@@ -77,10 +74,10 @@ class FakeClock:
         self.woke.append(self.t)
 
 
-async def test_pacer_absolute_schedule_has_no_drift() -> None:
+async def test_ticker_absolute_schedule_has_no_drift() -> None:
     clock = FakeClock()
-    pacer = Pacer(clock)
-    due = [await pacer.tick() for _ in range(500)]
+    ticker = Ticker(clock)
+    due = [await ticker.tick() for _ in range(500)]
     start = due[0]
     assert due == pytest.approx([start + n * 0.02 for n in range(500)], abs=1e-9)
     # every wake-up was late, yet the 500th frame is due exactly 9.98 s after the first
@@ -88,15 +85,17 @@ async def test_pacer_absolute_schedule_has_no_drift() -> None:
     assert clock.woke[-1] - start < 9.98 + 0.0071
 
 
-async def test_pacer_reset_starts_a_new_schedule() -> None:
+async def test_ticker_reset_starts_a_new_schedule() -> None:
     clock = FakeClock()
-    pacer = Pacer(clock)
+    ticker = Ticker(clock)
     for _ in range(3):
-        await pacer.tick()
+        await ticker.tick()
+    assert ticker.running
     clock.t += 5.0
-    pacer.reset()
-    first = await pacer.tick()
-    second = await pacer.tick()
+    ticker.reset()
+    assert not ticker.running
+    first = await ticker.tick()
+    second = await ticker.tick()
     assert first == pytest.approx(clock.deadlines[3])
     assert second - first == pytest.approx(0.02)
 
@@ -145,78 +144,6 @@ def test_speech_span_and_split() -> None:
     assert speech_span(split_frames(silence(0.2), RATE)) is None
 
 
-# --------------------------------------------------------------------------------------------- WAV in and out
-
-
-def test_write_wav_round_trip(tmp_path: Path) -> None:
-    pcm = tone(0.5, 16000)
-    path = tmp_path / "sub" / "bot.wav"
-    write_wav(path, pcm, 16000)
-    with wave.open(str(path), "rb") as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)
-        assert w.readframes(w.getnframes()) == pcm
-
-
-def _riff(tag: int, channels: int, rate: int, bits: int, data: bytes, *, extensible: bool = False) -> bytes:
-    align = channels * bits // 8
-    if extensible:
-        guid_tail = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-        fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * align, align, bits)
-        fmt += struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", tag) + guid_tail
-    else:
-        fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * align, align, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
-    body += b"LIST" + struct.pack("<I", 3) + b"abc\x00"  # odd-sized chunk with a pad byte
-    body += b"data" + struct.pack("<I", len(data)) + data
-    return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def test_decode_wav_formats() -> None:
-    left = np.array([0.5, -0.5, 0.25], dtype=np.float64)
-    right = np.array([0.0, -0.5, 0.75], dtype=np.float64)
-    stereo16 = np.stack([left, right], axis=1).reshape(-1)
-    data16 = (stereo16 * 32768).astype("<i2").tobytes()
-    samples, rate = decode_wav(_riff(1, 2, 44100, 16, data16))
-    assert rate == 44100
-    assert samples == pytest.approx((left + right) / 2, abs=1e-4)
-
-    f32 = left.astype("<f4").tobytes()
-    assert decode_wav(_riff(3, 1, 22050, 32, f32))[0] == pytest.approx(left, abs=1e-6)
-    assert decode_wav(_riff(3, 1, 22050, 32, f32, extensible=True))[0] == pytest.approx(left, abs=1e-6)
-
-    ints24 = [round(x * 8388608) for x in left]
-    data24 = b"".join(v.to_bytes(3, "little", signed=True) for v in ints24)
-    assert decode_wav(_riff(1, 1, 8000, 24, data24))[0] == pytest.approx(left, abs=1e-6)
-
-    data8 = bytes([128 + 64, 128 - 64])
-    assert decode_wav(_riff(1, 1, 8000, 8, data8))[0] == pytest.approx([0.5, -0.5])
-
-    # G.711: mu-law 0xff is 0, 0x80 is +32124, 0x00 is -32124; A-law 0xd5 is +8, 0x55 is -8, 0xaa is +32256
-    mu = decode_wav(_riff(7, 1, 8000, 8, bytes([0xFF, 0x80, 0x00])))[0] * 32768
-    assert mu == pytest.approx([0, 32124, -32124])
-    alaw = decode_wav(_riff(6, 1, 8000, 8, bytes([0xD5, 0x55, 0xAA])))[0] * 32768
-    assert alaw == pytest.approx([8, -8, 32256])
-
-    with pytest.raises(ValueError):
-        decode_wav(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    with pytest.raises(ValueError):
-        decode_wav(_riff(2, 1, 8000, 4, b"\x00\x00"))  # ADPCM
-
-
-def test_load_wav_resamples_to_call_rate(tmp_path: Path) -> None:
-    path = tmp_path / "caller.wav"
-    seconds = 1.0
-    n = int(44100 * seconds)
-    t = np.arange(n) / 44100
-    stereo = np.stack([np.sin(2 * np.pi * 300 * t), np.sin(2 * np.pi * 300 * t)], axis=1) * 0.5
-    path.write_bytes(_riff(1, 2, 44100, 16, (stereo.reshape(-1) * 32767).astype("<i2").tobytes()))
-    pcm = load_wav(path, 8000)
-    samples = np.frombuffer(pcm, dtype="<i2")
-    assert abs(len(samples) - 8000) <= 2
-    rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2)))
-    assert rms == pytest.approx(0.5 * 32767 / math.sqrt(2), rel=0.05)
-
-
 # --------------------------------------------------------------------------------------------- a scripted bot
 
 
@@ -262,13 +189,13 @@ class FakeBot:
                 out.put_nowait(b"HANGUP")
 
         async def pump() -> None:
-            pacer = Pacer(simulate.MonotonicClock())
+            ticker = Ticker(MonotonicClock())
             while True:
                 if not self.send_silence and out.empty():
-                    pacer.reset()
+                    ticker.reset()
                     item = await out.get()
                 else:
-                    await pacer.tick()
+                    await ticker.tick()
                     item = out.get_nowait() if not out.empty() else bytes(self.rate // 50 * 2)
                 if item == b"HANGUP":
                     writer.write(encode_hangup())
@@ -306,7 +233,7 @@ class FakeBot:
                         bye = self.hang_up_on is not None and msg.text == self.hang_up_on
                         pcm = tone(self.reply_s, self.rate, 660)
                         helpers.append(asyncio.create_task(speak_later(pcm, self.reply_delay, bye)))
-                    elif isinstance(msg, AudioIn) and simulate.frame_rms(msg.pcm) > 100:
+                    elif isinstance(msg, AudioIn) and frame_rms(msg.pcm) > 100:
                         # a crude endpointer: answer reply_delay after the caller's last voiced frame
                         if voice_reply is not None:
                             voice_reply.cancel()
@@ -419,7 +346,7 @@ async def test_rate_16000_uses_kind_0x12(bot: tuple[FakeBot, int]) -> None:
 
 async def test_timeline_latency_and_wav(bot: tuple[FakeBot, int], tmp_path: Path) -> None:
     fake, port = bot
-    events: list[simulate.Event] = []
+    events: list[Event] = []
     turns = [
         Turn("text", "what is my balance"),
         Turn("audio", "speech", pcm=silence(0.2) + tone(0.6) + silence(0.4)),
@@ -543,14 +470,14 @@ def test_cli_unreachable_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert simulate.main(["--port", str(port), "--no-redis", "--text", "hi"]) == 2
+    assert cli.main(["--port", str(port), "--no-redis", "--text", "hi"]) == 2
     assert "cannot reach the gateway" in capsys.readouterr().err
 
 
 def test_cli_keeps_turn_order(tmp_path: Path) -> None:
     wav = tmp_path / "a.wav"
     write_wav(wav, tone(0.1), RATE)
-    args = simulate.build_parser().parse_args(
+    args = cli.build_parser().parse_args(
         [
             "--text",
             "one",
@@ -575,9 +502,9 @@ def test_cli_keeps_turn_order(tmp_path: Path) -> None:
     ]
     assert args.rate == 16000 and args.silence and args.hangup
     with pytest.raises(SystemExit):
-        simulate.build_parser().parse_args(["--dtmf", "12x"])
+        cli.build_parser().parse_args(["--dtmf", "12x"])
     with pytest.raises(SystemExit):
-        simulate.build_parser().parse_args(["--rate", "11025"])
+        cli.build_parser().parse_args(["--rate", "11025"])
 
 
 def test_turn_validation() -> None:

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from bot.pacer import Pacer, Schedule
+from bot.pacer import Pacer
 from bot.vad import Endpointer, EndpointerConfig, Event
 from telephony.frames import AudioOut
+from telephony.pacing import Schedule
 
 F = 0.02  # one frame, seconds
 

@@ -1,0 +1,7 @@
+"""``python -m telephony.sim``: see :mod:`telephony.sim.cli`."""
+
+import sys
+
+from telephony.sim.cli import main
+
+sys.exit(main())
