@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{exc}; see the messages above")
             return 1
         say(ready)
-        say("try a call:  .venv/bin/python -m telephony.simulate --text 'what is my balance' --out bot.wav")
+        say("try a call:  .venv/bin/python -m telephony.sim --text 'what is my balance' --out bot.wav")
         say("stop with Ctrl-C")
         while not stopping:
             if gateway.poll() is not None:
