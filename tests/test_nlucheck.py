@@ -295,7 +295,8 @@ def test_code_is_scanned_all_the_way_down_and_in_the_rasa_plugin(tree: Path) -> 
     assert validate(inputs, code_folders(inputs), with_rasa=False)[1] == []
 
 
-PROMPTS = """\
+PROMPTS = (
+    """\
 prompts:
   technical: "Something went wrong."
   handoff: "One moment."
@@ -303,9 +304,14 @@ prompts:
   no_input_goodbye: "Goodbye."
   too_long: "Time is up."
   keypad_menu: "Press 1."
+  holding: "Hold on."
 keypad:
   "1": greet
 """
+    + (REPO / "nlu-data" / "prompts.yml").read_text().partition("\nwhisper:")[1].lstrip("\n")
+    + ((REPO / "nlu-data" / "prompts.yml").read_text().partition("\nwhisper:")[2])
+)
+"""The gateway's phrases; the whisper's and the wait's words as the project ships them."""
 
 
 def test_prompts_the_gateway_needs(tree: Path) -> None:
