@@ -34,7 +34,6 @@ import importlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actions.backends.base import (
@@ -64,12 +63,12 @@ from actions.backends.base import (
     normalise_dob,
     normalise_number,
 )
+from actions.shared.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     from actions.backends.demo import DemoStore
     from actions.backends.sql import SqlStore
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_POOL_SIZE = 4
 DEMO_URL = "demo"

@@ -476,7 +476,7 @@ def faq_findings(inputs: train.RasaInputs) -> list[Finding]:
     path = inputs.data / FAQ_FILE
     if not path.is_file():
         return []
-    from actions.info import FaqError, load_faq
+    from actions.shared.faq import FaqError, load_faq
 
     try:
         load_faq(path)
