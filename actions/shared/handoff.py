@@ -17,6 +17,9 @@ from typing import Any
 
 from telephony.callstate import Reason, Skill
 
+__all__ = ["HANDOFF_LINES", "HANDOFF_REASONS", "Reason", "Skill", "handoff_payload", "handoff_reason"]
+"""(:class:`Reason` and :class:`Skill` are the call-state vocabulary's, re-exported for the Rasa channel.)"""
+
 HANDOFF_REASONS = (
     Reason.REQUESTED,
     Reason.NO_MATCH,

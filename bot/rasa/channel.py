@@ -78,11 +78,10 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from actions.shared.dob import looks_like_a_date, parse_dob
-from actions.shared.handoff import HANDOFF_LINES, handoff_payload
+from actions.shared.handoff import HANDOFF_LINES, Reason, Skill, handoff_payload
 from actions.shared.numerals import digits_from_speech
 from actions.shared.speech import is_filler_only
 from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStash, SecretStashError
-from telephony.callstate import Reason, Skill
 
 log = logging.getLogger(__name__)
 
