@@ -31,8 +31,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from actions.backends.base import caller_kind
+from actions.backends.schema import make_engine
 from actions.backends.seed import NEW_NUMBER, seed
-from actions.backends.sql import SqlStore, make_engine
+from actions.backends.sql import SqlStore
 from actions.store import (
     EXISTING,
     NEW,

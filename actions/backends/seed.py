@@ -42,7 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from actions.backends.base import hash_secret, new_salt, normalise_number
 from actions.backends.config import StoreConfig, StoreConfigError
-from actions.backends.sql import (
+from actions.backends.schema import (
     WRITE_OPTION,
     accounts,
     bookings,
