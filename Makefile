@@ -19,7 +19,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	  $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$c; break; }; \
 	done)
 
-.PHONY: help run test venv model seed lint bench clean nlu-check
+.PHONY: help run test venv model seed lint bench clean nlu-check browser
 
 help:
 	@echo "make run    install what is missing, train if the data changed, start Redis (if none), Rasa,"
@@ -51,7 +51,7 @@ $(PTH): $(STAMP)
 venv: $(STAMP) $(PTH)
 
 model: venv
-	@$(PY) -m bot.train
+	@$(PY) -m bot.tools.train
 
 # The customer store (SQLite in .run/ unless ATTENDANT_STORE_URL says otherwise): schema and demo data,
 # idempotent, so what callers changed survives.
@@ -59,13 +59,29 @@ seed: venv
 	@$(PY) -m actions.backends.seed
 
 run: model seed
-	@$(PY) -m bot.launch
+	@$(PY) -m bot.tools.launch
 
-test: model
-	$(PY) -m pytest
+# The agent console's browser tests drive Debian's Chromium through its chromedriver (selenium is pointed at
+# both, so nothing is downloaded). Installed here when missing: root runs apt-get, others sudo.
+CHROMIUM     ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] || [ ! -x "$(CHROMEDRIVER)" ]; then \
+	  echo "Installing Debian's chromium and chromium-driver (the console's browser tests need them)"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  { echo "Could not install them: run 'apt-get install chromium chromium-driver' (Debian/Ubuntu)," >&2; \
+	    echo "or point CHROMIUM= and CHROMEDRIVER= at a Chromium and its matching chromedriver." >&2; exit 1; }; \
+	fi
+
+test: model browser
+	ATTENDANT_CHROMIUM=$(CHROMIUM) ATTENDANT_CHROMEDRIVER=$(CHROMEDRIVER) $(PY) -m pytest
 
 nlu-check: venv
-	$(PY) -m bot.nlucheck
+	$(PY) -m bot.tools.nlucheck
 
 lint: venv
 	$(PY) -m ruff check .

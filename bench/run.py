@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from bot.launch import spawn_gateway
-    from bot.stack import RasaStack
+    from bot.tools.launch import spawn_gateway
+    from bot.tools.stack import RasaStack
 
     model_dir = Path(os.environ.get("VOSK_MODEL") or "")
     if not str(model_dir) or str(model_dir) == ".":

@@ -15,6 +15,7 @@ import sys
 import aiohttp
 
 from bot.config import Config, ConfigError
+from bot.console import AgentsFileError, token_lines
 from bot.gateway import Gateway
 from bot.prompts import PromptsError
 from bot.tts import LexiconError
@@ -55,6 +56,9 @@ async def serve(gateway: Gateway, rasa_wait_s: float) -> None:
         f"asr {'on' if gateway.asr else 'OFF'}",
         flush=True,
     )
+    if gateway.console is not None:
+        lines = token_lines(gateway.roster, gateway.agent_tokens, gateway.console.url)
+        print("\n".join(lines), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.from_env()
         gateway = Gateway(config)  # loads the models here, before the event loop runs
         asyncio.run(serve(gateway, args.rasa_wait))
-    except (ConfigError, PromptsError, LexiconError) as exc:
+    except (ConfigError, PromptsError, LexiconError, AgentsFileError) as exc:
         print(f"attendant: configuration error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -29,6 +29,7 @@ from telephony.callstate import (
     TRANSCRIPT_MAXLEN,
     Outcome,
     Reason,
+    Route,
     Skill,
     call_key,
     transcript_key,
@@ -81,6 +82,14 @@ class CallRecord:
         pipe.expire(key, RETENTION_S)
         await self._safely("transcript", pipe.execute())
 
+    async def keep_context(self, context: Mapping[str, Any]) -> None:
+        """What the assistant knows so far (after every turn): an agent gets it even if this gateway dies."""
+        key = call_key(self.call_id)
+        pipe = self._r.pipeline()
+        pipe.hset(key, mapping={"context": json.dumps(dict(context), default=str)})
+        pipe.expire(key, RETENTION_S)
+        await self._safely("context", pipe.execute())
+
     async def finish(
         self,
         outcome: Outcome,
@@ -89,8 +98,10 @@ class CallRecord:
         skill: Skill | None = None,
         turns: int = 0,
         context: Mapping[str, Any] | None = None,
+        route: Route | None = None,
     ) -> None:
-        """Record how the call ended and drop it from the active set."""
+        """Record how the call ended (for a handoff, where the caller waits) and drop it from the active
+        set."""
         key = call_key(self.call_id)
         fields = {
             "outcome": Outcome(outcome).value,
@@ -99,7 +110,10 @@ class CallRecord:
             "turns": str(turns),
             "ended_at": f"{time.time():.3f}",
             "context": json.dumps(dict(context or {}), default=str),
+            "verified": "yes" if (context or {}).get("verified") is True else "no",
         }
+        if route is not None:
+            fields.update(route.fields())
         pipe = self._r.pipeline()
         pipe.hset(key, mapping=fields)
         pipe.expire(key, RETENTION_S)

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actions.shared.paths import NLU_DATA, VOICES
+from actions.shared.paths import NLU_DATA, REPO_ROOT, VOICES
 from telephony.agi import AgiConfig
+from telephony.amiconn import AmiConfig
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,11 @@ class GatewayConfig:
     """Reprompts before a polite goodbye."""
     max_call_s: float = 900.0
     """Hard ceiling on a call's length, seconds."""
+    hold_after_s: float = 1.5
+    """A turn the assistant has not answered by then gets the holding phrase (``prompts.yml`` ``holding``)."""
+    max_no_turn_s: float = 180.0
+    """A call with no usable caller turn (words, keys) for this long ends with a goodbye, whatever audio
+    arrives: noise or an open line must not hold a seat until ``max_call_s``."""
     first_frame_timeout_s: float = 5.0
     """Seconds to wait for the UUID frame before giving up on a connection."""
     heartbeat_s: float = 5.0
@@ -83,8 +89,10 @@ class RasaConfig:
     url: str = "http://127.0.0.1:5005"
     token: str = ""
     """Shared secret the Attendant channel checks (``RASA_TOKEN``)."""
-    timeout_s: float = 6.0
-    """A turn that takes longer is a technical failure and goes to a person."""
+    timeout_s: float = 4.5
+    """A turn that takes longer is a technical failure and goes to a person: with the holding phrase at
+    ``hold_after_s``, the caller never hears more than about two seconds of silence and is on the way to a
+    person by five."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,18 @@ class TtsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The agent console (web), served by the gateway process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8088
+    agents_file: Path = field(default_factory=lambda: REPO_ROOT / "telephony" / "agents.yml")
+    """Who takes calls: what a supervisor edits."""
+    tokens_file: Path = field(default_factory=lambda: REPO_ROOT / ".run" / "agent-tokens.json")
+    """Where tokens generated for agents without ``token_sha256`` are kept (owner-only)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the gateway needs."""
 
@@ -124,6 +144,10 @@ class Config:
     rasa: RasaConfig = field(default_factory=RasaConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    ami: AmiConfig | None = None
+    """The AMI connection (queues, agents, wait estimates, console pops); ``None`` without
+    ``ATTENDANT_AMI_SECRET``: the bot still hands off through the dialplan, without any of those."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
@@ -150,6 +174,8 @@ class Config:
                 no_input_s=_float(e, "ATTENDANT_NO_INPUT_S", 8.0, 1.0, 120.0),
                 no_input_retries=_int(e, "ATTENDANT_NO_INPUT_RETRIES", 2, 0, 10),
                 max_call_s=_float(e, "ATTENDANT_MAX_CALL_S", 900.0, 10.0, 86400.0),
+                max_no_turn_s=_float(e, "ATTENDANT_MAX_NO_TURN_S", 180.0, 5.0, 86400.0),
+                hold_after_s=_float(e, "ATTENDANT_HOLD_AFTER_S", 1.5, 0.2, 30.0),
                 heartbeat_s=_float(e, "ATTENDANT_HEARTBEAT_S", 5.0, 0.1, 300.0),
             ),
             agi=AgiConfig(
@@ -159,7 +185,7 @@ class Config:
             rasa=RasaConfig(
                 url=e.get("RASA_URL", "http://127.0.0.1:5005").rstrip("/"),
                 token=token,
-                timeout_s=_float(e, "RASA_TIMEOUT_S", 6.0, 0.1, 120.0),
+                timeout_s=_float(e, "RASA_TIMEOUT_S", 4.5, 0.1, 120.0),
             ),
             asr=AsrConfig(model_dir=model_dir, threads=_int(e, "ATTENDANT_ASR_THREADS", 2, 1, 64)),
             tts=TtsConfig(
@@ -170,6 +196,15 @@ class Config:
                 length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
                 lexicon=Path(e.get("ATTENDANT_LEXICON", str(VOICES / "lexicon.yml"))),
             ),
+            console=ConsoleConfig(
+                host=e.get("ATTENDANT_CONSOLE_HOST", "127.0.0.1"),
+                port=_int(e, "ATTENDANT_CONSOLE_PORT", 8088, 0, 65535),
+                agents_file=Path(e.get("ATTENDANT_AGENTS", str(REPO_ROOT / "telephony" / "agents.yml"))),
+                tokens_file=Path(
+                    e.get("ATTENDANT_AGENT_TOKENS", str(REPO_ROOT / ".run" / "agent-tokens.json"))
+                ),
+            ),
+            ami=AmiConfig.from_env(e) if e.get("ATTENDANT_AMI_SECRET") else None,
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
         )

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from telephony.callstate import Reason, Skill
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +44,31 @@ class DialogueTimeout(DialogueError):
 
 
 @dataclass(frozen=True, slots=True)
+class HandoffRequested:
+    """The assistant asks for a live agent (its ``{"custom": {"handoff": ...}}`` payload, typed)."""
+
+    reason: Reason
+    """Why: ``requested``, ``no-match``, ``verification-failed``, ``technical``, ..."""
+    skill: Skill = Skill.GENERAL
+    """Agent skill needed."""
+    context: Mapping[str, Any] = field(default_factory=dict)
+    """Everything the bot learned (slots, task, verified flag), for the agent."""
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> HandoffRequested:
+        """From the channel's JSON; an unknown reason or skill is logged and replaced by the default."""
+        reason = Reason.parse(payload.get("reason") or Reason.REQUESTED.value, Reason.REQUESTED)
+        skill = Skill.parse(payload.get("skill") or Skill.GENERAL.value)
+        if (
+            str(payload.get("reason") or "requested") != reason.value
+            or str(payload.get("skill") or "general") != skill.value
+        ):
+            log.warning("handoff payload with an unknown reason or skill; using %s/%s", reason, skill)
+        context = payload.get("context")
+        return cls(reason, skill, dict(context) if isinstance(context, Mapping) else {})
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the assistant wants done after a turn."""
 
@@ -49,12 +76,13 @@ class Reply:
     """Sentences to speak, in order."""
     end_call: bool = False
     """Say the texts, then hang up."""
-    handoff: Mapping[str, Any] | None = None
-    """Say the texts, then hand over to a person (``reason``, ``skill``, ``context``)."""
-    custom: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
-    """Every custom payload, for what later issues act on."""
+    handoff: HandoffRequested | None = None
+    """Say the texts, then hand over to a person."""
     input_redacted: bool = False
     """The caller's turn held a secret (a PIN): it must not be written anywhere in clear."""
+    context: Mapping[str, Any] | None = None
+    """What the assistant knows of the call after this turn (who, verified or not, task, slots): kept with
+    the call from the first turn, so an agent gets it even if the gateway dies mid-call."""
 
 
 def parse_reply(messages: Any) -> Reply:
@@ -62,10 +90,10 @@ def parse_reply(messages: Any) -> Reply:
     if not isinstance(messages, list):
         raise DialogueError(f"unexpected reply shape: {type(messages).__name__}")
     texts: list[str] = []
-    customs: list[Mapping[str, Any]] = []
     end_call = False
     redacted = False
-    handoff: Mapping[str, Any] | None = None
+    handoff: HandoffRequested | None = None
+    context: Mapping[str, Any] | None = None
     for item in messages:
         if not isinstance(item, dict):
             continue
@@ -74,14 +102,15 @@ def parse_reply(messages: Any) -> Reply:
             texts.append(text.strip())
         custom = item.get("custom")
         if isinstance(custom, dict):
-            customs.append(custom)
             if custom.get("end_call"):
                 end_call = True
             if custom.get("input_redacted"):
                 redacted = True
             if isinstance(custom.get("handoff"), dict):
-                handoff = custom["handoff"]
-    return Reply(tuple(texts), end_call, handoff, tuple(customs), redacted)
+                handoff = HandoffRequested.from_payload(custom["handoff"])
+            if isinstance(custom.get("context"), dict):
+                context = custom["context"]
+    return Reply(tuple(texts), end_call, handoff, redacted, context)
 
 
 class Dialogue(Protocol):

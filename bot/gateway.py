@@ -13,6 +13,7 @@ import asyncio
 import logging
 import statistics
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,19 @@ import redis.asyncio as aioredis
 from bot.asr import VoskEngine
 from bot.calls import ActiveCalls
 from bot.config import Config
+from bot.console import Console, build_console, load_agents, roster_with_tokens
+from bot.console.asterisk import AmiCallControl, DeskBridge, DeskFeed
+from bot.console.control import CallControl, LoggedCallControl
 from bot.dialogue import RasaClient
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
+from bot.waits import ModelWaits
+from bot.whisper import WhisperLeg
+from telephony.ami import AmiClient
+from telephony.callstate import whispered_call
+from telephony.queues import QueueModel, QueueSettings
+from telephony.queuetracker import QueueTracker
 from telephony.server import AudioSocketServer, Connection
 
 log = logging.getLogger(__name__)
@@ -86,8 +96,25 @@ class Gateway:
             first_frame_timeout_s=config.gateway.first_frame_timeout_s,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # The roster is read here (before the loop): a bad agents file stops the start with its file:line.
+        self.roster, self.agent_tokens = roster_with_tokens(
+            load_agents(config.console.agents_file), config.console.tokens_file
+        )
+        self.ami: AmiClient | None = None
+        self.queue_model: QueueModel | None = None
+        self.waits: ModelWaits | None = None
+        self.console: Console | None = None
+        self._bridge: DeskBridge | None = None
 
-    def _new_call(self, call_id: str, out: Connection) -> CallSession:
+    def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
+        call = whispered_call(uuid.UUID(call_id))
+        if call is not None:  # the agent's whisper leg for a handed-off call, not a call
+            return WhisperLeg(
+                call_id, call, out, speech=self.speech, words=self.prompts.whisper, redis=self.redis
+            )
+        return self._new_session(call_id, out)
+
+    def _new_session(self, call_id: str, out: Connection) -> CallSession:
         deps = SessionDeps(
             speech=self.speech,
             dialogue=self.dialogue,
@@ -95,6 +122,7 @@ class Gateway:
             redis=self.redis,
             asr=self.asr,
             asr_executor=self.asr_pool,
+            waits=self.waits,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
         session = CallSession(call_id, out, deps, self.config.gateway)
@@ -102,9 +130,25 @@ class Gateway:
         return session
 
     async def start(self) -> None:
-        """Warm the fixed prompts, then listen."""
+        """Warm the fixed prompts, connect to AMI (if configured), serve the console, then listen."""
         for rate in (8000, 16000):
             await self.speech.warm(list(self.prompts.phrases.values()), rate)
+        control: CallControl = LoggedCallControl()
+        if self.config.ami is not None:
+            self.ami = AmiClient(self.config.ami)
+            self.queue_model = QueueModel(QueueSettings(), clock=time.time)
+            QueueTracker(self.ami, self.queue_model)  # re-syncs the model at every (re)connect
+            self.waits = ModelWaits(self.queue_model, time.time)
+            control = AmiCallControl(self.ami)
+            self.ami.start()
+        else:
+            log.warning("no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops")
+        self.console = build_console(self.roster, self.redis, control)
+        await self.console.start(self.config.console.host, self.config.console.port)
+        if self.ami is not None and self.queue_model is not None:
+            feed = DeskFeed(self.roster, self.console.desk.feed, self.queue_model)
+            self._bridge = DeskBridge(self.ami, feed, self.console.desk.feed)
+            self._bridge.start()
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.active.run(self.sessions.keys), name="heartbeat"))
@@ -116,8 +160,14 @@ class Gateway:
         )
 
     async def close(self) -> None:
-        """Stop listening, end calls, release pools."""
+        """Stop listening, end calls, close the console and AMI, release pools."""
         await self.server.close()
+        if self._bridge is not None:
+            await self._bridge.close()
+        if self.console is not None:
+            await self.console.close()
+        if self.ami is not None:
+            await self.ami.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

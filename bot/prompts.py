@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from actions.shared.yamlfile import YamlFileError, read_yaml
 
-REQUIRED = ("technical", "handoff", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
+REQUIRED = ("technical", "handoff", "holding", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
 INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -18,12 +19,123 @@ class PromptsError(ValueError):
     """``prompts.yml`` is unreadable or incomplete; the message names the file and line."""
 
 
+WHISPER_FIELDS = {
+    "sentence": {"caller", "skill", "topic", "waited"},
+    "verified": {"name"},
+    "verified_no_name": set(),
+    "unverified": set(),
+    "waited_seconds": set(),
+    "waited_minute": set(),
+    "waited_minutes": {"n"},
+    "topic_unknown": set(),
+}
+"""The whisper's lines and the placeholders each must use (no others)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperWords:
+    """The words of the agent's whisper (``prompts.yml`` ``whisper:``; see ``bot/whisper.py``)."""
+
+    sentence: str
+    verified: str
+    verified_no_name: str
+    unverified: str
+    waited_seconds: str
+    waited_minute: str
+    waited_minutes: str
+    topic_unknown: str
+    skills: Mapping[str, str]
+    topics: Mapping[str, str]
+    reasons: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, path: Path, data: Any) -> WhisperWords:
+        if not isinstance(data, dict):
+            raise PromptsError(f"{path}: needs a 'whisper:' mapping (the agent's brief)")
+        lines: dict[str, str] = {}
+        for key, wanted in WHISPER_FIELDS.items():
+            value = data.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise PromptsError(f"{path}: whisper.{key} is missing or empty")
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+            if used != wanted:
+                need = ", ".join("{" + n + "}" for n in sorted(wanted)) or "no placeholders"
+                raise PromptsError(f"{path}: whisper.{key} must use {need}")
+            lines[key] = value.strip()
+        tables: dict[str, dict[str, str]] = {}
+        for key in ("skills", "topics", "reasons"):
+            table = data.get(key) or {}
+            if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+                raise PromptsError(f"{path}: whisper.{key} must map names to words")
+            tables[key] = {str(k): v.strip() for k, v in table.items()}
+        return cls(
+            **lines,
+            skills=tables["skills"],
+            topics=tables["topics"],
+            reasons=tables["reasons"],
+        )
+
+
+WAIT_FIELDS = {
+    "busy": {"team", "wait"},
+    "soon": {"team"},
+    "nobody": {"team"},
+    "under_a_minute": set(),
+    "one_minute": set(),
+    "minutes": {"n"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitWords:
+    """The editors' words for the wait (``prompts.yml`` ``wait:``)."""
+
+    busy: str
+    soon: str
+    nobody: str
+    under_a_minute: str
+    one_minute: str
+    minutes: str
+    teams: Mapping[str, str]
+    soon_s: float = 60.0
+    """Below this, the short sentence (``soon``) is said instead of a figure."""
+
+    @classmethod
+    def parse(cls, path: Path, data: Any) -> WaitWords:
+        if not isinstance(data, dict):
+            raise PromptsError(f"{path}: needs a 'wait:' mapping (what callers hear about the wait)")
+        lines: dict[str, str] = {}
+        for key, wanted in WAIT_FIELDS.items():
+            value = data.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise PromptsError(f"{path}: wait.{key} is missing or empty")
+            used = {n for _, n, _, _ in string.Formatter().parse(value) if n is not None}
+            if used != wanted:
+                need = ", ".join("{" + n + "}" for n in sorted(wanted)) or "no placeholders"
+                raise PromptsError(f"{path}: wait.{key} must use {need}")
+            lines[key] = value.strip()
+        teams = data.get("teams") or {}
+        if not isinstance(teams, dict) or not all(isinstance(v, str) for v in teams.values()):
+            raise PromptsError(f"{path}: wait.teams must map skills to words")
+        return cls(
+            busy=lines["busy"],
+            soon=lines["soon"],
+            nobody=lines["nobody"],
+            under_a_minute=lines["under_a_minute"],
+            one_minute=lines["one_minute"],
+            minutes=lines["minutes"],
+            teams={str(k): v.strip() for k, v in teams.items()},
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Prompts:
-    """Fixed phrases by key, and keypad digit to intent."""
+    """Fixed phrases by key, keypad digit to intent, and the whisper's words."""
 
     phrases: Mapping[str, str]
     keypad: Mapping[str, str]
+    whisper: WhisperWords
+    wait: WaitWords
 
     def __getitem__(self, key: str) -> str:
         return self.phrases[key]
@@ -52,4 +164,6 @@ class Prompts:
             if k not in set("0123456789*") or not isinstance(intent, str) or not INTENT_NAME.match(intent):
                 raise PromptsError(f"{path}: keypad entry {k!r}: {intent!r} is not a key and an intent name")
             menu[k] = intent
-        return cls({k: str(v).strip() for k, v in phrases.items()}, menu)
+        whisper = WhisperWords.parse(path, data.get("whisper"))
+        wait = WaitWords.parse(path, data.get("wait"))
+        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait)

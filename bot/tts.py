@@ -85,7 +85,11 @@ class PiperSynthesizer:
 
 
 class PromptCache:
-    """Synthesised phrases by key, in memory (LRU, bounded) and on disk (raw PCM files)."""
+    """Synthesised phrases by key, in memory (LRU, bounded) and on disk (raw PCM files).
+
+    The memory side (:meth:`get`, :meth:`remember`) is for the event loop; the disk side (:meth:`load`,
+    :meth:`persist`) does file I/O and is called from a worker thread (``Speech`` does).
+    """
 
     def __init__(self, directory: Path | None, max_items: int = 256) -> None:
         self._dir = directory
@@ -101,32 +105,34 @@ class PromptCache:
         return hashlib.sha256(f"{voice_id}\0{rate}\0{text}".encode()).hexdigest()
 
     def get(self, key: str) -> tuple[bytes, ...] | None:
-        """Cached sentences, or ``None``."""
+        """Sentences cached in memory, or ``None`` (no I/O)."""
         with self._lock:
             hit = self._mem.get(key)
             if hit is not None:
                 self._mem.move_to_end(key)
-                return hit
+            return hit
+
+    def load(self, key: str) -> tuple[bytes, ...] | None:
+        """Sentences from the cache folder (remembered in memory too), or ``None``. Blocking file I/O."""
         if self._dir is None:
             return None
-        path = self._dir / f"{key}.pcm"
         try:
-            data = path.read_bytes()
+            data = (self._dir / f"{key}.pcm").read_bytes()
         except FileNotFoundError:
             return None
         parts = _split_sentences(data)
-        self._remember(key, parts)
+        self.remember(key, parts)
         return parts
 
-    def put(self, key: str, parts: tuple[bytes, ...], *, persist: bool = True) -> None:
-        """Remember a phrase; ``persist`` also writes it to the cache folder."""
-        self._remember(key, parts)
-        if persist and self._dir is not None:
+    def persist(self, key: str, parts: tuple[bytes, ...]) -> None:
+        """Write a phrase to the cache folder (atomically). Blocking file I/O."""
+        if self._dir is not None:
             tmp = self._dir / f"{key}.pcm.tmp"
             tmp.write_bytes(_join_sentences(parts))
             tmp.replace(self._dir / f"{key}.pcm")
 
-    def _remember(self, key: str, parts: tuple[bytes, ...]) -> None:
+    def remember(self, key: str, parts: tuple[bytes, ...]) -> None:
+        """Keep a phrase in memory (no I/O)."""
         with self._lock:
             self._mem[key] = parts
             self._mem.move_to_end(key)
@@ -207,6 +213,8 @@ class Speech:
         text = self._lexicon.apply(text)
         key = PromptCache.key(self._synth.voice_id, rate, text)
         hit = self._cache.get(key) if cache else None
+        if hit is None and cache == "disk":
+            hit = await asyncio.to_thread(self._cache.load, key)
         if hit is not None:
             for part in hit:
                 yield AudioOut(part, rate)
@@ -241,7 +249,9 @@ class Speech:
             stop.set()
         await future
         if cache is not None:
-            self._cache.put(key, tuple(parts), persist=cache == "disk")
+            self._cache.remember(key, tuple(parts))
+            if cache == "disk":
+                await asyncio.to_thread(self._cache.persist, key, tuple(parts))
 
     async def warm(self, texts: list[str], rate: int) -> None:
         """Synthesise fixed phrases ahead of the first call."""

@@ -23,9 +23,13 @@ Sets ``ATTENDANT_REGISTERED`` to ``yes`` or ``no``; either way the dialplan goes
 unregistered caller is simply unknown, and is verified or handed to a person).
 
 ``outcome`` — ``AGI(agi://127.0.0.1:4573/outcome,${ATTENDANT_UUID})``. Reads the Redis hash
-``attendant:call:<uuid>`` the bot wrote (fields ``outcome``, ``reason``, ``skill``) and sets, in this order,
-``ATTENDANT_REASON``, ``ATTENDANT_SKILL`` and last ``ATTENDANT_RESULT``, so a session cut short leaves
-``ATTENDANT_RESULT`` unset, which the dialplan treats as a failure (the caller is queued).
+``attendant:call:<uuid>`` the bot wrote (fields ``outcome``, ``reason``, ``skill``, and for a handoff the
+route: ``queue``, ``priority``, ``max_penalty``, ``rule``, ``verified``) and sets, in this order,
+``ATTENDANT_REASON``, ``ATTENDANT_SKILL``; for a handoff ``ATTENDANT_QUEUE``, ``QUEUE_PRIO``,
+``QUEUE_MAX_PENALTY``, ``ATTENDANT_RULE``, ``ATTENDANT_SUMMARY`` (e.g. ``billing requested verified p5``) and
+``ATTENDANT_WHISPER`` (the UUID of the agent's whisper leg, ``telephony.callstate.whisper_uuid``); and last
+``ATTENDANT_RESULT``, so a session cut short leaves ``ATTENDANT_RESULT`` unset, which the dialplan treats as a
+failure (the caller is queued).
 
 Failure tree (every branch ends with the caller reaching a person)::
 
@@ -34,8 +38,10 @@ Failure tree (every branch ends with the caller reaching a person)::
     Redis down or slow                -> ATTENDANT_RESULT=none, ATTENDANT_REASON=technical
     AGI server down / session cut     -> ATTENDANT_RESULT unset (dialplan treats it as none)
 
-Every value set on the channel matches ``[a-z0-9_-]{1,32}``: text that may come from a caller never reaches
-the dialplan unfiltered. Anything else is replaced by a fixed default.
+Every value set on the channel is built from the call-state enums, numbers and UUIDs, and checked against
+:data:`DIALPLAN_VALUE` (``[a-z0-9 _-]{1,64}``) as it is sent: text that may come from a caller never
+reaches the dialplan. A reason or skill read from Redis that is not a known value is replaced by a fixed
+default.
 """
 
 from __future__ import annotations
@@ -49,7 +55,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from telephony.audiosocket import audio_rate
-from telephony.callstate import RETENTION_S, SAFE_VALUE, Outcome, Reason, Skill, call_key
+from telephony.callstate import (
+    RETENTION_S,
+    SAFE_VALUE,
+    Outcome,
+    Reason,
+    Route,
+    Skill,
+    call_key,
+    whisper_uuid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +73,7 @@ SESSION_TIMEOUT_S = 30.0
 REDIS_TIMEOUT_S = 2.0
 """Longest wait for the call's hash; a slower Redis counts as down."""
 
-Route = Callable[[Any], Awaitable[None]]
+Endpoint = Callable[[Any], Awaitable[None]]
 """A FastAGI route: ``async def route(request: panoramisk.fast_agi.Request) -> None``."""
 
 
@@ -123,41 +138,72 @@ def safe_value(raw: object, default: str) -> str:
     return value if SAFE_VALUE.fullmatch(value) else default
 
 
+DIALPLAN_VALUE = re.compile(r"[a-z0-9 _-]{1,64}")
+"""Every value this server sets on a channel matches this: no quotes, ``$``, braces, commas, semicolons or
+line breaks, whatever the source. The values are built from the call-state enums, numbers and UUIDs only."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
-    """What the dialplan is told about a call; every value is one of the call-state enums, so it matches
-    :data:`SAFE_VALUE`."""
+    """What the dialplan is told about a call."""
 
     result: Outcome
     reason: Reason = Reason.NONE
     skill: Skill = Skill.GENERAL
+    route: Route | None = None
+    """For a handoff: the queue, ``QUEUE_PRIO``, ``QUEUE_MAX_PENALTY`` and the rule."""
+    whisper: uuid.UUID | None = None
+    """For a handoff: the UUID the agent's whisper leg connects to the gateway with."""
+    verified: bool = False
+
+    def summary(self) -> str:
+        """A short line for the queue log and the agent's phone display, from enums and numbers only."""
+        parts = [self.skill.value, self.reason.value, "verified" if self.verified else "unverified"]
+        if self.route is not None:
+            parts.append(f"p{self.route.priority}")
+        return " ".join(parts)
 
     def variables(self) -> list[tuple[str, str]]:
-        """Channel variables in the order they are set (``ATTENDANT_RESULT`` last)."""
-        return [
-            ("ATTENDANT_REASON", self.reason.value),
-            ("ATTENDANT_SKILL", self.skill.value),
-            ("ATTENDANT_RESULT", self.result.value),
-        ]
+        """Channel variables in the order they are set (``ATTENDANT_RESULT`` last, so a session cut short
+        leaves it unset and the dialplan treats the call as a failure)."""
+        out = [("ATTENDANT_REASON", self.reason.value), ("ATTENDANT_SKILL", self.skill.value)]
+        if self.route is not None:
+            out += [
+                ("ATTENDANT_QUEUE", self.route.queue),
+                ("QUEUE_PRIO", str(self.route.priority)),
+                ("QUEUE_MAX_PENALTY", str(self.route.max_penalty)),
+                ("ATTENDANT_RULE", self.route.rule),
+                ("ATTENDANT_SUMMARY", self.summary()),
+            ]
+        if self.whisper is not None:
+            out.append(("ATTENDANT_WHISPER", str(self.whisper)))
+        out.append(("ATTENDANT_RESULT", self.result.value))
+        return out
 
 
-def outcome_from_hash(fields: Mapping[Any, Any]) -> CallOutcome:
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def outcome_from_hash(fields: Mapping[Any, Any], call_id: uuid.UUID | None = None) -> CallOutcome:
     """Turn the call's Redis hash (bytes or str keys and values) into a filtered :class:`CallOutcome`."""
     if not fields:
         return CallOutcome(Outcome.NONE, Reason.NO_RESULT)
-    decoded = {
-        (k.decode("utf-8", errors="replace") if isinstance(k, bytes) else str(k)): v
-        for k, v in fields.items()
-    }
+    decoded = {_text(k): _text(v) for k, v in fields.items()}
     try:
         result = Outcome(safe_value(decoded.get("outcome"), Outcome.NONE.value))
     except ValueError:
         result = Outcome.NONE
     default_reason = Reason.NONE if result is not Outcome.NONE else Reason.NO_RESULT
+    skill = Skill.parse(safe_value(decoded.get("skill"), ""))
+    handoff = result is Outcome.HANDOFF
     return CallOutcome(
         result=result,
         reason=Reason.parse(safe_value(decoded.get("reason"), ""), default_reason),
-        skill=Skill.parse(safe_value(decoded.get("skill"), "")),
+        skill=skill,
+        route=Route.from_fields(decoded, skill) if handoff else None,
+        whisper=whisper_uuid(call_id) if handoff and call_id is not None else None,
+        verified=decoded.get("verified") == "yes",
     )
 
 
@@ -222,7 +268,7 @@ def call_id_from(headers: Mapping[str, str]) -> uuid.UUID | None:
 
 async def set_variable(request: Any, name: str, value: str) -> None:
     """``SET VARIABLE name "value"`` via panoramisk; raises :class:`AgiCommandError` unless answered 200."""
-    if not SAFE_VALUE.fullmatch(value) or not re.fullmatch(r"[A-Z_]{1,64}", name):
+    if not DIALPLAN_VALUE.fullmatch(value) or not re.fullmatch(r"[A-Z_]{1,64}", name):
         raise ValueError("refusing to send an unfiltered value to the dialplan")
     try:
         reply = await request.send_command(f'SET VARIABLE {name} "{value}"')
@@ -244,7 +290,7 @@ class AgiServer:
         self._redis = redis
         self._session_timeout_s = session_timeout_s
         self._app: Any = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
     @property
@@ -275,16 +321,16 @@ class AgiServer:
             await self._server.wait_closed()
         await self.drain(drain_s)
 
-    def add_route(self, path: str, endpoint: Route) -> None:
+    def add_route(self, path: str, endpoint: Endpoint) -> None:
         """Register a route; only ``async def`` is accepted (panoramisk would wrap others with the
         ``asyncio.coroutine`` Python 3.11 removed)."""
         if not asyncio.iscoroutinefunction(endpoint):
             raise TypeError(f"FastAGI route {path!r} must be an async def")
         self._app.add_route(path, endpoint)
 
-    def _route(self, name: str) -> Route | None:
+    def _route(self, name: str) -> Endpoint | None:
         # panoramisk 1.4 (its only release) keeps routes in Application._route; there is no public lookup.
-        routes: Mapping[str, Route] = self._app._route
+        routes: Mapping[str, Endpoint] = self._app._route
         return routes.get(name)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -335,7 +381,7 @@ class AgiServer:
                 "call %s: outcome lookup failed (%s); caller goes to a queue", call_id, type(exc).__name__
             )
             return CallOutcome(Outcome.NONE, Reason.TECHNICAL)
-        return outcome_from_hash(fields or {})
+        return outcome_from_hash(fields or {}, call_id)
 
     async def register(self, request: Any) -> None:
         """Route ``register``: keep the caller's number, channel, language and call rate for the bot."""

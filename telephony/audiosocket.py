@@ -149,31 +149,39 @@ def parse(kind: int, payload: bytes) -> Message:
 class Decoder:
     """Incremental decoder: ``feed`` bytes as they arrive, iterate complete messages."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_pos")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._pos = 0
+        """Start of the first message not yet yielded; consumed bytes are dropped on the next feed (one
+        move per read, not one per message: a 64 KiB read of 20 ms frames is 200 messages)."""
 
     @property
     def pending(self) -> int:
         """Bytes held waiting for the rest of a message."""
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> Iterator[Message]:
         """Add ``data``; yield each complete message. Raises :class:`ProtocolError` at the first bad one."""
-        self._buf += data
-        while len(self._buf) >= HEADER.size:
-            kind, length = HEADER.unpack_from(self._buf)
+        buf = self._buf
+        if self._pos:
+            del buf[: self._pos]
+            self._pos = 0
+        buf += data
+        while len(buf) - self._pos >= HEADER.size:
+            kind, length = HEADER.unpack_from(buf, self._pos)
             if kind not in KNOWN_KINDS:
                 raise ProtocolError(f"unknown message kind 0x{kind:02x}")
             limit = _max_payload(kind)
             if length > limit:
                 raise ProtocolError(f"kind 0x{kind:02x} payload of {length} bytes exceeds {limit}")
-            end = HEADER.size + length
-            if len(self._buf) < end:
+            start = self._pos + HEADER.size
+            end = start + length
+            if len(buf) < end:
                 return
-            payload = bytes(self._buf[HEADER.size : end])
-            del self._buf[:end]
+            payload = bytes(buf[start:end])
+            self._pos = end
             yield parse(kind, payload)
 
 

@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 from telephony import audiosocket as wire
@@ -23,9 +25,42 @@ from telephony.frames import Hangup, InboundFrame, PeerError, Transcript
 
 log = logging.getLogger(__name__)
 
+Clock = Callable[[], float]
+
 READ_SIZE = 65536
 WRITE_HIGH_WATER = 256 * 1024
 """Bytes buffered towards a peer that is not reading before the call is given up."""
+INBOUND_PER_S = 100.0
+"""Messages per second read from one connection: a real channel sends 50 audio frames a second and a few
+keys. A peer sending faster is read more slowly (TCP pushes back on it), so it cannot take the event loop
+from the other calls."""
+INBOUND_BURST = 100
+"""Messages one connection may send ahead of that rate (2 s of audio: jitter after a network stall)."""
+MAX_TURN_CHARS = 2000
+"""Longest injected text delivered as a turn: the assistant refuses longer messages."""
+
+
+class InboundBudget:
+    """A token bucket: ``take()`` one message, get back how long to wait before reading on (seconds)."""
+
+    def __init__(self, rate: float = INBOUND_PER_S, burst: float = INBOUND_BURST, clock: Clock | None = None):
+        self._rate = rate
+        self._burst = burst
+        self._clock = clock or time.monotonic
+        self._tokens = burst
+        self._at = self._clock()
+        self.throttled_s = 0.0
+        """Seconds this connection was made to wait, in all."""
+
+    def take(self) -> float:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate) - 1
+        self._at = now
+        if self._tokens >= 0:
+            return 0.0
+        wait = -self._tokens / self._rate
+        self.throttled_s += wait
+        return wait
 
 
 class CallHandler(Protocol):
@@ -205,17 +240,38 @@ class AudioSocketServer:
         allow_text: bool,
     ) -> None:
         data = b""
+        budget = InboundBudget()
+        warned = False
         try:
             while True:
                 for message in decoder.feed(data):
                     if isinstance(message, wire.CallId):
                         raise wire.ProtocolError("second call UUID on one connection")
-                    if isinstance(message, Transcript) and not allow_text:
-                        log.warning("call %s: text injection refused (not allowed from this peer)", call_id)
-                        continue
+                    if isinstance(message, Transcript):
+                        if not allow_text:
+                            log.warning(
+                                "call %s: text injection refused (not allowed from this peer)", call_id
+                            )
+                            continue
+                        if len(message.text) > MAX_TURN_CHARS:
+                            log.warning(
+                                "call %s: injected text of %d characters cut to %d",
+                                call_id,
+                                len(message.text),
+                                MAX_TURN_CHARS,
+                            )
+                            message = Transcript(message.text[:MAX_TURN_CHARS], source=message.source)
                     handler.on_frame(message)
                     if isinstance(message, (Hangup, PeerError)):
                         return
+                    wait = budget.take()
+                    if wait > 0:
+                        if not warned:
+                            warned = True
+                            log.warning(
+                                "call %s: peer sends faster than real time; reading it slower", call_id
+                            )
+                        await asyncio.sleep(wait)
                 data = await reader.read(READ_SIZE)
                 if not data:
                     handler.on_frame(Hangup(by="caller"))

@@ -17,7 +17,7 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from bot.stack import RasaStack
+from bot.tools.stack import RasaStack
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "attendant.tar.gz"
@@ -146,7 +146,7 @@ class GatewayProcess:
 
 
 def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> GatewayProcess:
-    from bot.launch import spawn_gateway
+    from bot.tools.launch import spawn_gateway
 
     port, agi_port = free_port(), free_port()
     full_env = dict(os.environ)
@@ -157,6 +157,8 @@ def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> Gat
         RASA_TOKEN=rasa.token,
         REDIS_URL=redis_url,
         ATTENDANT_TEXT_INJECTION="loopback",
+        ATTENDANT_CONSOLE_PORT="0",
+        ATTENDANT_AGENT_TOKENS=str(log.parent / "agent-tokens.json"),
         PYTHONUNBUFFERED="1",
     )
     full_env.update(env)

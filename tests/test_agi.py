@@ -25,7 +25,7 @@ from telephony.agi import (
     safe_value,
 )
 from telephony.audiosocket import audio_rate
-from telephony.callstate import Outcome, Reason, Skill
+from telephony.callstate import Outcome, Reason, Skill, whisper_uuid
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 HEADER_TIMEOUT_S = 0.6
@@ -85,12 +85,31 @@ async def play_asterisk(port: int, header: bytes, *, answer: bytes = b"200 resul
     return commands
 
 
-def expected(result: str, reason: str, skill: str) -> list[str]:
-    return [
-        f'SET VARIABLE ATTENDANT_REASON "{reason}"',
-        f'SET VARIABLE ATTENDANT_SKILL "{skill}"',
-        f'SET VARIABLE ATTENDANT_RESULT "{result}"',
-    ]
+def expected(
+    result: str,
+    reason: str,
+    skill: str,
+    *,
+    call: str | None = None,
+    queue: str | None = None,
+    prio: int = 0,
+    max_penalty: int = 1,
+    verified: bool = False,
+) -> list[str]:
+    lines = [f'SET VARIABLE ATTENDANT_REASON "{reason}"', f'SET VARIABLE ATTENDANT_SKILL "{skill}"']
+    if result == "handoff":
+        assert call is not None
+        summary = f"{skill} {reason} {'verified' if verified else 'unverified'} p{prio}"
+        lines += [
+            f'SET VARIABLE ATTENDANT_QUEUE "{queue or "attendant-" + skill}"',
+            f'SET VARIABLE QUEUE_PRIO "{prio}"',
+            f'SET VARIABLE QUEUE_MAX_PENALTY "{max_penalty}"',
+            'SET VARIABLE ATTENDANT_RULE "attendant-widen"',
+            f'SET VARIABLE ATTENDANT_SUMMARY "{summary}"',
+            f'SET VARIABLE ATTENDANT_WHISPER "{whisper_uuid(uuid.UUID(call))}"',
+        ]
+    lines.append(f'SET VARIABLE ATTENDANT_RESULT "{result}"')
+    return lines
 
 
 @pytest.fixture
@@ -125,7 +144,9 @@ async def test_handoff_sets_variables_in_order(agi_port: int, redis: aioredis.Re
     await redis.hset(
         f"attendant:call:{call}", mapping={"outcome": "handoff", "reason": "requested", "skill": "billing"}
     )
-    assert await play_asterisk(agi_port, asterisk_header(call)) == expected("handoff", "requested", "billing")
+    assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+        "handoff", "requested", "billing", call=call
+    )
 
 
 async def test_register_stores_who_is_calling(agi_port: int, redis: aioredis.Redis, call: str) -> None:
@@ -224,7 +245,7 @@ async def test_unsafe_values_are_filtered(agi_port: int, redis: aioredis.Redis, 
         },
     )
     got = await play_asterisk(agi_port, asterisk_header(call))
-    assert got == expected("handoff", "none", "general")
+    assert got == expected("handoff", "none", "general", call=call)
     for line in got:
         assert ";" not in line and "Dial" not in line and "EXEC" not in line
 
@@ -259,7 +280,9 @@ async def test_channel_hung_up_mid_session(agi_port: int, redis: aioredis.Redis,
     assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # server gave up, closed
     writer.close()
     # the cut session set no ATTENDANT_RESULT; the next session works normally
-    assert await play_asterisk(agi_port, asterisk_header(call)) == expected("handoff", "none", "general")
+    assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+        "handoff", "none", "general", call=call
+    )
 
 
 async def test_dead_channel_answer_511(agi_port: int, redis: aioredis.Redis, call: str) -> None:
@@ -308,7 +331,7 @@ async def test_bad_peers_are_dropped_while_good_sessions_complete(
     start = time.monotonic()
     good = await play_asterisk(agi_port, asterisk_header(call))
     good_s = time.monotonic() - start
-    assert good == expected("handoff", "requested", "sales")
+    assert good == expected("handoff", "requested", "sales", call=call)
     assert good_s < HEADER_TIMEOUT_S, "a good session waited on a bad peer"
     assert not silent.done(), "the silent peer should still be waiting for its time limit"
 
@@ -318,7 +341,9 @@ async def test_bad_peers_are_dropped_while_good_sessions_complete(
     assert HEADER_TIMEOUT_S - 0.05 <= silent_s < HEADER_TIMEOUT_S + 1.0
 
     # and the server still serves
-    assert await play_asterisk(agi_port, asterisk_header(call)) == expected("handoff", "requested", "sales")
+    assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+        "handoff", "requested", "sales", call=call
+    )
 
 
 async def test_routes_must_be_async(redis: aioredis.Redis) -> None:
@@ -369,4 +394,49 @@ def test_pure_helpers() -> None:
     assert str(call_id_from(headers)) == "0f8fad5b-d9cb-469f-a165-70867728950e"
     assert str(call_id_from({"agi_network_script": "outcome?uuid=0f8fad5b-d9cb-469f-a165-70867728950e"})) == (
         "0f8fad5b-d9cb-469f-a165-70867728950e"
+    )
+
+
+async def test_handoff_route_reaches_the_dialplan(agi_port: int, redis: aioredis.Redis, call: str) -> None:
+    """The route the gateway chose (queue per skill and language, priority, max penalty, rule) and the whisper
+    leg's UUID, each checked on the way out; ``ATTENDANT_RESULT`` still last."""
+    await redis.hset(
+        f"attendant:call:{call}",
+        mapping={
+            "outcome": "handoff",
+            "reason": "requested",
+            "skill": "support",
+            "queue": "attendant-support-fr",
+            "priority": "10",
+            "max_penalty": "0",
+            "rule": "attendant-widen",
+            "verified": "yes",
+        },
+    )
+    got = await play_asterisk(agi_port, asterisk_header(call))
+    assert got == expected(
+        "handoff", "requested", "support", call=call, queue="attendant-support-fr", prio=10, max_penalty=0,
+        verified=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        {"queue": "attendant-billing; Dial(x)", "priority": "3"},
+        {"queue": "sales", "priority": "3"},
+        {"queue": "attendant-billing", "priority": "99"},
+        {"queue": "attendant-billing", "max_penalty": "-1"},
+        {"queue": "attendant-billing", "rule": "${SHELL(id)}"},
+    ],
+)
+async def test_a_bad_route_in_redis_falls_back_to_the_skills_queue(
+    agi_port: int, redis: aioredis.Redis, call: str, route: dict[str, str]
+) -> None:
+    await redis.hset(
+        f"attendant:call:{call}",
+        mapping={"outcome": "handoff", "reason": "no-match", "skill": "billing", **route},
+    )
+    assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+        "handoff", "no-match", "billing", call=call
     )

@@ -192,3 +192,44 @@ def test_register_passes_each_contexts_rate() -> None:
     assert rates == {"attendant": 8000, "attendant-slin16": 16000}
     slin16 = next(b for b in contexts if b.startswith("attendant-slin16]"))
     assert "c(slin16)" in slin16
+
+
+def test_the_queue_call_names_what_exists() -> None:
+    """``Queue(queue,options,URL,announceoverride,timeout,AGI,gosub,rule)``: the whisper gosub is a context of
+    the dialplan, the rule is in queuerules.conf, and so is every queue's defaultrule."""
+    text = (SAMPLES / "extensions.conf").read_text()
+    contexts = _sections(SAMPLES / "extensions.conf")
+    rules = _sections(SAMPLES / "queuerules.conf")
+    calls = re.findall(r"\bQueue\(([^)]*)\)", text)
+    with_gosub = [c.split(",") for c in calls if len(c.split(",")) >= 7]
+    assert with_gosub, "no Queue() call runs the whisper gosub"
+    for args in with_gosub:
+        assert args[6] in contexts, f"Queue() gosub context {args[6]!r} is not in extensions.conf"
+    for line in _code(SAMPLES / "queues.conf"):
+        m = re.match(r"\s*defaultrule\s*=\s*(\S+)", line)
+        if m:
+            assert m.group(1) in rules
+    assert "attendant-widen" in rules  # the rule telephony.callstate.Route names
+    for line in _code(SAMPLES / "queuerules.conf"):
+        m = re.match(r"\s*penaltychange\s*=>\s*(\d+),([+-]?\d+)\s*$", line)
+        assert m or not line.strip().startswith("penaltychange"), line
+
+
+def test_the_ami_user_is_least_privilege_and_sees_the_call_uuid() -> None:
+    lines = _code(SAMPLES / "manager.conf")
+    section = None
+    privileges: dict[str, set[str]] = {}
+    channelvars = set()
+    for line in lines:
+        if m := re.match(r"\s*\[([^\]]+)\]", line):
+            section = m.group(1)
+        elif m := re.match(r"\s*(read|write)\s*=\s*(.+)", line):
+            privileges.setdefault(f"{section}.{m.group(1)}", set()).update(
+                p.strip() for p in m.group(2).split(",")
+            )
+        elif m := re.match(r"\s*channelvars\s*=\s*(.+)", line):
+            channelvars.update(v.strip() for v in m.group(1).split(","))
+    assert privileges["attendant.read"] == {"call", "agent"}
+    assert privileges["attendant.write"] <= {"call", "agent", "originate"}
+    assert not ({"system", "command", "config", "all"} & set().union(*privileges.values()))
+    assert channelvars == {"ATTENDANT_UUID"}

@@ -1,6 +1,6 @@
 """The Attendant channel, the actions and the trained assistant, on the real parts.
 
-One RasaStack (real Rasa server with the model `python -m bot.train` produced, real rasa-sdk action
+One RasaStack (real Rasa server with the model `python -m bot.tools.train` produced, real rasa-sdk action
 server, real Redis) is shared by the whole session; every conversation uses a fresh sender id.
 The pure helpers (digits, money, the misunderstanding counter, the demo store) are tested directly.
 """
@@ -27,7 +27,7 @@ from actions.shared.numerals import digits_from_speech
 from actions.shared.speech import is_filler_only, say_money
 from actions.shared.vault import SecretStash, is_ref, new_ref
 from actions.store import DemoStore, normalise_number
-from bot.stack import RasaStack, redis_env
+from bot.tools.stack import RasaStack, redis_env
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "attendant.tar.gz"

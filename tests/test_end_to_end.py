@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 
 from bot.calls import ActiveCalls
-from bot.stack import RasaStack
+from bot.tools.stack import RasaStack
 from telephony.callstate import ACTIVE_KEY, call_key
 from telephony.simulate import ENDED_BOT_HANGUP, ENDED_WE_HUNG_UP, CallerSimulator, CallResult, Turn
 from tests.conftest import GatewayProcess, start_gateway, stop_gateway

@@ -20,7 +20,7 @@ import redis
 from actions.shared.vault import UNREADABLE
 from actions.store import CustomerStore, open_store
 from actions.support import outage_kind, priority_for
-from bot.stack import RasaStack
+from bot.tools.stack import RasaStack
 from tests.test_channel_and_actions import (
     ADA,
     TRACKER_KEY,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bot import launch
+from bot.tools import launch
 from tests.conftest import free_port
 
 

@@ -1,4 +1,4 @@
-"""Tests for ``bot.modelfetch``: a real HTTP server on 127.0.0.1 serves a small fake model archive."""
+"""Tests for ``bot.tools.modelfetch``: a real HTTP server on 127.0.0.1 serves a small fake model archive."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import modelfetch
-from bot.modelfetch import ModelCorrupt, ModelFetchError, ModelUnavailable, ensure_model, is_vosk_model
+from bot.tools import modelfetch
+from bot.tools.modelfetch import ModelCorrupt, ModelFetchError, ModelUnavailable, ensure_model, is_vosk_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "vosk-model-test-0.1"
@@ -389,7 +389,7 @@ def test_defaults_point_at_the_official_model() -> None:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     return subprocess.run(
-        [sys.executable, "-m", "bot.modelfetch", *args],
+        [sys.executable, "-m", "bot.tools.modelfetch", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -430,7 +430,7 @@ def test_cli_unavailable_exits_3_with_advice(tmp_path: Path) -> None:
     assert "could not be downloaded" in err
     assert "refused" in err
     assert "VOSK_MODEL=/path/to/model make run" in err
-    assert "python -m bot.modelfetch --local" in err
+    assert "python -m bot.tools.modelfetch --local" in err
     assert "speech recognition OFF" in err
     assert "Traceback" not in err
 

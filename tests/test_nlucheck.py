@@ -1,5 +1,5 @@
-"""bot.nlucheck: the editors' check. Our own checks on small trees written here (file and line, exit 1, no
-traceback), the real project data through Rasa's validator too, and the HTML report writer."""
+"""bot.tools.nlucheck: the editors' check. Our own checks on small trees written here (file and line, exit 1,
+no traceback), the real project data through Rasa's validator too, and the HTML report writer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import nlucheck, train
+from bot.tools import train
+from bot.tools.nlucheck.checks import MIN_EXAMPLES_MAIN, MIN_EXAMPLES_OTHER, code_folders, validate
+from bot.tools.nlucheck.crossval import Confusion, confusion_from_rasa, intents_of
+from bot.tools.nlucheck.data import Finding, normalise
+from bot.tools.nlucheck.report import MATRIX_FILE, RunInfo, write_report
 from tests.test_info import GOOD_ENTRY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,7 +97,7 @@ def at(path: Path, marker: str) -> str:
 
 def check(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.nlucheck", "--data", str(root / "nlu-data"), *args],
+        [sys.executable, "-m", "bot.tools.nlucheck", "--data", str(root / "nlu-data"), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -102,9 +106,9 @@ def check(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def own_findings(root: Path) -> list[nlucheck.Finding]:
+def own_findings(root: Path) -> list[Finding]:
     inputs = train.RasaInputs(REPO, data_root=root / "nlu-data")
-    return nlucheck.validate(inputs, root / "actions", with_rasa=False)[1]
+    return validate(inputs, root / "actions", with_rasa=False)[1]
 
 
 def assert_invalid(done: subprocess.CompletedProcess[str]) -> str:
@@ -154,9 +158,9 @@ def test_too_few_examples_main_and_other_intents(tree: Path) -> None:
     )
     err = assert_invalid(check(tree, "--no-cv"))
     assert at(nlu, "intent: greet") + " intent 'greet' has 24 distinct examples" in err, err
-    assert f"at least {nlucheck.MIN_EXAMPLES_MAIN}" in err
+    assert f"at least {MIN_EXAMPLES_MAIN}" in err
     assert at(nlu, "intent: thank") + " intent 'thank' has 9 distinct examples" in err, err
-    assert f"at least {nlucheck.MIN_EXAMPLES_OTHER}" in err
+    assert f"at least {MIN_EXAMPLES_OTHER}" in err
     assert "'chitchat'" not in err and "'goodbye'" not in err, err
 
 
@@ -270,10 +274,59 @@ def test_faq_is_checked_and_stops_before_cross_validation(tree: Path, tmp_path: 
     assert at(faq, "Yes: no") + " not valid YAML" in err, err
 
 
+def test_code_is_scanned_all_the_way_down_and_in_the_rasa_plugin(tree: Path) -> None:
+    """Responses named in a sub-package of ``actions/`` and in ``bot/rasa/`` (the channel plugin) exist."""
+    nested = tree / "actions" / "shared" / "deep" / "handoff.py"
+    nested.parent.mkdir(parents=True)
+    nested.write_text('LINE = "utter_handoff_line"\n')
+    plugin = tree / "bot" / "rasa" / "channel.py"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text('def fallback(responses):\n    return responses.get("utter_technical_fallback")\n')
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert at(nested, "utter_handoff_line") + " response 'utter_handoff_line' is used here" in err, err
+    assert at(plugin, "utter_technical_fallback") + " response 'utter_technical_fallback'" in err, err
+    domain = tree / "nlu-data" / "domain.yml"
+    domain.write_text(
+        domain.read_text()
+        + '  utter_handoff_line:\n    - text: "A colleague."\n'
+        + '  utter_technical_fallback:\n    - text: "Sorry."\n'
+    )
+    inputs = train.RasaInputs(REPO, data_root=tree / "nlu-data")
+    assert validate(inputs, code_folders(inputs), with_rasa=False)[1] == []
+
+
+PROMPTS = """\
+prompts:
+  technical: "Something went wrong."
+  handoff: "One moment."
+  no_input: "Are you there?"
+  no_input_goodbye: "Goodbye."
+  too_long: "Time is up."
+  keypad_menu: "Press 1."
+keypad:
+  "1": greet
+"""
+
+
+def test_prompts_the_gateway_needs(tree: Path) -> None:
+    prompts = tree / "nlu-data" / "prompts.yml"
+    prompts.write_text(PROMPTS)
+    assert own_findings(tree) == []
+    prompts.write_text(PROMPTS.replace('  too_long: "Time is up."\n', "").replace('"Press 1."', '""'))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert f"{prompts}: prompts missing or empty: too_long, keypad_menu" in err, err
+    prompts.write_text(PROMPTS.replace('"1": greet', '"1": ask_weather'))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert f"{prompts}: keypad key '1' starts intent 'ask_weather', which the domain does not" in err, err
+    prompts.write_text(PROMPTS.replace('handoff: "One moment."', "handoff: [One moment"))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert at(prompts, "no_input:") + " not valid YAML" in err, err
+
+
 def test_normalise() -> None:
-    assert nlucheck.normalise("  Um, WHAT'S my   balance?! ") == "um whats my balance"
-    assert nlucheck.normalise("my pin is [one two](digits)") == "my pin is one two"
-    assert nlucheck.normalise('it is [1234]{"entity": "digits"}') == "it is 1234"
+    assert normalise("  Um, WHAT'S my   balance?! ") == "um whats my balance"
+    assert normalise("my pin is [one two](digits)") == "my pin is one two"
+    assert normalise('it is [1234]{"entity": "digits"}') == "it is 1234"
 
 
 # --- the real project data --------------------------------------------------------------------------------
@@ -282,7 +335,7 @@ def test_normalise() -> None:
 def test_project_data_passes_validation() -> None:
     """Our checks and Rasa's validator on nlu-data/ as it is in the repository."""
     done = subprocess.run(
-        [sys.executable, "-m", "bot.nlucheck", "--no-cv"],
+        [sys.executable, "-m", "bot.tools.nlucheck", "--no-cv"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -318,7 +371,7 @@ ERRORS = [
 
 
 def test_confusion_matrix_from_rasa_report_and_errors() -> None:
-    confusion = nlucheck.confusion_from_rasa(REPORT, ERRORS)
+    confusion = confusion_from_rasa(REPORT, ERRORS)
     assert confusion.rows == ("affirm", "deny", "greet")
     assert confusion.columns == ("affirm", "deny", "greet", "nlu_fallback")
     assert confusion.counts == ((7, 0, 1, 2), (0, 10, 0, 0), (1, 0, 9, 0))
@@ -326,16 +379,14 @@ def test_confusion_matrix_from_rasa_report_and_errors() -> None:
 
 
 def test_report_writer(tmp_path: Path) -> None:
-    confusion = nlucheck.Confusion(
+    confusion = Confusion(
         rows=("affirm", "deny", "greet"),
         columns=("affirm", "deny", "greet", "nlu_fallback"),
         counts=((7, 0, 1, 2), (0, 10, 0, 0), (1, 0, 9, 0)),
     )
-    findings = [nlucheck.Finding("nlu-data/domain.yml", 12, "response 'utter_x' is not used", error=False)]
-    run = nlucheck.RunInfo(
-        data="nlu-data", config="bot/rasa/config.yml", folds=5, seed=7, seconds=12.0, examples=30
-    )
-    path = nlucheck.write_report(tmp_path / "nlu", REPORT, confusion, findings, run, ERRORS)
+    findings = [Finding("nlu-data/domain.yml", 12, "response 'utter_x' is not used", error=False)]
+    run = RunInfo(data="nlu-data", config="bot/rasa/config.yml", folds=5, seed=7, seconds=12.0, examples=30)
+    path = write_report(tmp_path / "nlu", REPORT, confusion, findings, run, ERRORS)
     assert path == tmp_path / "nlu" / "index.html"
     page = path.read_text()
     assert "0.893" in page  # macro F1
@@ -345,8 +396,8 @@ def test_report_writer(tmp_path: Path) -> None:
     assert "macro avg" in page and "weighted avg" in page
     assert "nlu_fallback" in page and "“sure”; “mhm”" in page  # the worst confusion, with its phrases
     assert "nlu-data/domain.yml:12: warning: response &#x27;utter_x&#x27; is not used" in page
-    png = tmp_path / "nlu" / nlucheck.MATRIX_FILE
-    assert f'src="{nlucheck.MATRIX_FILE}"' in page
+    png = tmp_path / "nlu" / MATRIX_FILE
+    assert f'src="{MATRIX_FILE}"' in page
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 1024
 
@@ -392,8 +443,8 @@ def test_real_cross_validation_writes_the_report(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Macro F1 " in done.stdout and f"Report: {out / 'index.html'}" in done.stdout, done.stdout
     report = json.loads((out / "intent_report.json").read_text())
-    assert sorted(nlucheck.intents_of(report)) == ["ask_balance", "goodbye", "greet"]
-    assert all(report[i]["support"] == 10 for i in nlucheck.intents_of(report))
+    assert sorted(intents_of(report)) == ["ask_balance", "goodbye", "greet"]
+    assert all(report[i]["support"] == 10 for i in intents_of(report))
     page = (out / "index.html").read_text()
     assert "<td>ask_balance</td>" in page and "macro avg" in page
-    assert (out / nlucheck.MATRIX_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / MATRIX_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +25,14 @@ import redis.asyncio as aioredis
 from actions.shared.paths import REPO_ROOT
 from bot.asr import AsrUpdate
 from bot.config import GatewayConfig
-from bot.dialogue import DialogueTimeout, Reply
+from bot.dialogue import DialogueTimeout, HandoffRequested, Reply
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
 from bot.vad import EndpointerConfig
+from bot.waits import Waits
 from telephony import audiosocket as wire
-from telephony.callstate import ACTIVE_KEY, call_key, transcript_key
+from telephony.callstate import ACTIVE_KEY, Reason, Skill, call_key, transcript_key
 from telephony.server import AudioSocketServer, Connection
 
 TONE = 1000  # amplitude of the fake voice's samples
@@ -110,6 +112,7 @@ class Harness:
         self.redis = aioredis.from_url("redis://127.0.0.1:6379/0")
         self.config = replace(GatewayConfig(), **gateway)
         self.sessions: dict[str, CallSession] = {}
+        self.waits: Waits | None = None
         self.server = AudioSocketServer(self._factory, host="127.0.0.1", port=0)
 
     def _factory(self, call_id: str, out: Connection) -> CallSession:
@@ -121,6 +124,7 @@ class Harness:
             asr=self.asr,  # type: ignore[arg-type]
             asr_executor=self.pool,
             endpointer=EndpointerConfig(trailing_silence_s=0.3),
+            waits=self.waits,
         )
         self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
         return self.sessions[call_id]
@@ -267,7 +271,7 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
 async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> None:
     handoff = Reply(
         texts=("Let me get you a colleague.",),
-        handoff={"reason": "requested", "skill": "billing", "context": {"intent": "request_agent"}},
+        handoff=HandoffRequested(Reason.REQUESTED, Skill.BILLING, {"intent": "request_agent"}),
     )
     h = Harness(ScriptedDialogue({"/session_start": GREETING, "a real person please": handoff}))
     await start(h)
@@ -278,7 +282,7 @@ async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> 
         await asyncio.wait_for(caller.hangup.wait(), 10)
         record = await wait_ended(h, sync_redis, caller.call)
         assert (record["outcome"], record["reason"], record["skill"]) == ("handoff", "requested", "billing")
-        assert json.loads(record["context"])["context"] == {"intent": "request_agent"}
+        assert json.loads(record["context"]) == {"intent": "request_agent"}
         await caller.close()
     finally:
         await stop(h)
@@ -335,7 +339,7 @@ async def test_caller_hangup_frees_the_session(sync_redis: redis_sync.Redis) -> 
         assert h.server.active == 0
         assert asr.closed
         session = h.sessions[str(caller.call)]
-        assert session.pacer.frames_sent > 0
+        assert session.speaker.pacer.frames_sent > 0
         await caller.close()
     finally:
         await stop(h)
@@ -481,7 +485,7 @@ async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(
         session = h.sessions[str(caller.call)]
         await asyncio.sleep(1.0)  # no frames: the clock must end the utterance
         assert session.barge_ins == 1
-        assert not session.pacer.speaking  # the six-second greeting was cut short
+        assert not session.speaker.pacer.speaking  # the six-second greeting was cut short
         assert asr.fed > 0 and asr.threads and all(n.startswith("worker") for n in asr.threads)
         texts = [text for _, text, _ in h.dialogue.calls]
         assert texts == ["/session_start", "i heard you"]
@@ -518,3 +522,68 @@ def test_prompts_file_errors_name_file_and_line(tmp_path: Path) -> None:
     bad.write_text("prompts:\n  technical: 'ok'\n", encoding="utf-8")
     with pytest.raises(PromptsError, match="missing or empty: handoff"):
         Prompts.load(bad)
+
+
+async def test_the_agents_whisper_leg_says_the_brief_and_hangs_up(sync_redis: redis_sync.Redis) -> None:
+    """The agent's channel connects with the call's whisper UUID (version 8): the gateway builds the brief
+    from the call's record, speaks it and hangs up; a leg for a call with no record hangs up at once."""
+    from bot.whisper import WhisperLeg
+    from telephony.callstate import whisper_uuid, whispered_call
+
+    h = Harness(ScriptedDialogue({}))
+    prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
+
+    def factory(call_id: str, out: Connection) -> WhisperLeg:
+        call = whispered_call(uuid.UUID(call_id))
+        assert call is not None
+        return WhisperLeg(call_id, call, out, speech=Speech(h.synth, PromptCache(None), h.pool),
+                          words=prompts.whisper, redis=h.redis)  # fmt: skip
+
+    h.server = AudioSocketServer(factory, host="127.0.0.1", port=0)
+    await h.server.start()
+    call = uuid.uuid4()
+    context = {"verified": True, "customer": {"name": "Ada Lovelace"}, "task": "balance"}
+    sync_redis.hset(
+        call_key(str(call)),
+        mapping={"skill": "billing", "reason": "requested", "ended_at": str(time.time() - 125),
+                 "context": json.dumps(context)},
+    )  # fmt: skip
+    try:
+        agent = await Caller.dial(h.server.port, whisper_uuid(call))
+        await asyncio.wait_for(agent.hangup.wait(), 10)
+        said = "Verified customer Ada Lovelace, billing, asks about their balance, waited two minutes."
+        assert h.synth.texts == [said]
+        assert agent.voiced_frames() == len(said.split(". ")[0].split()) * 5  # all of it, then the hangup
+        await agent.close()
+        nobody = await Caller.dial(h.server.port, whisper_uuid(uuid.uuid4()))
+        await asyncio.wait_for(nobody.hangup.wait(), 5)
+        assert nobody.voiced_frames() == 0
+        await nobody.close()
+    finally:
+        await stop(h)
+        sync_redis.delete(call_key(str(call)))
+
+
+async def test_the_context_is_kept_from_the_first_turn(sync_redis: redis_sync.Redis) -> None:
+    """Each reply's context goes to the call's record at once, not only at the end: a gateway killed mid-call
+    leaves what the assistant had learned for the agent."""
+    learned = {"verified": True, "customer": {"id": "C-0001", "name": "Ada"}, "task": "balance"}
+    reply = Reply(texts=("Sure.",), context=learned)
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "my balance": reply}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await caller.send(wire.encode_text("my balance"))
+        for _ in range(100):
+            if sync_redis.hget(call_key(str(caller.call)), "context"):
+                break
+            await asyncio.sleep(0.02)
+        assert json.loads(sync_redis.hget(call_key(str(caller.call)), "context")) == learned
+        assert not sync_redis.hget(call_key(str(caller.call)), "outcome")  # the call is still going
+        await caller.send(wire.encode_hangup())
+        record = await wait_ended(h, sync_redis, caller.call)
+        assert json.loads(record["context"]) == learned
+        await caller.close()
+    finally:
+        await stop(h)

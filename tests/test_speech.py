@@ -4,6 +4,7 @@ cache and the pronunciation lexicon."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, time
 from pathlib import Path
@@ -78,10 +79,43 @@ async def test_sentences_stream_and_cache_keeps_fixed_phrases_on_disk_only(
     async for _ in speech.say("Please hold.", 8000, cache="disk"):
         pass
     assert len(await asyncio.to_thread(lambda: list(tmp_path.glob("*.pcm")))) == 1
-    # A new cache on the same folder serves the phrase without synthesising.
+    # A new cache on the same folder serves the phrase without synthesising (memory first, then disk).
     fresh = PromptCache(tmp_path)
     key = PromptCache.key(piper.voice_id, 8000, "Please hold.")
-    assert fresh.get(key) is not None
+    assert fresh.get(key) is None  # memory only: no file read here
+    assert fresh.load(key) is not None and fresh.get(key) is not None
+
+
+class ThreadNotingCache(PromptCache):
+    """Notes the thread every disk access runs on."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.io_threads: list[str] = []
+
+    def load(self, key: str) -> tuple[bytes, ...] | None:
+        self.io_threads.append(threading.current_thread().name)
+        return super().load(key)
+
+    def persist(self, key: str, parts: tuple[bytes, ...]) -> None:
+        self.io_threads.append(threading.current_thread().name)
+        super().persist(key, parts)
+
+
+async def test_prompt_cache_files_are_read_and_written_off_the_event_loop(
+    piper: PiperSynthesizer, tmp_path: Path
+) -> None:
+    cache = ThreadNotingCache(tmp_path)
+    speech = Speech(piper, cache, ThreadPoolExecutor(1))
+    async for _ in speech.say("One moment please.", 8000, cache="disk"):  # miss: load, synthesise, persist
+        pass
+    reader = Speech(piper, ThreadNotingCache(tmp_path), ThreadPoolExecutor(1))
+    async for _ in reader.say("One moment please.", 8000, cache="disk"):  # a new process: load from disk
+        pass
+    threads = cache.io_threads + reader._cache.io_threads  # type: ignore[attr-defined]
+    assert len(threads) == 3
+    loop_thread = threading.current_thread().name
+    assert loop_thread not in threads, threads
 
 
 def test_shipped_lexicon_makes_pin_a_word(piper: PiperSynthesizer) -> None:

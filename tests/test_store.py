@@ -3,6 +3,9 @@ database per test, created and dropped here), plus timeouts, the seed command an
 
 PostgreSQL is reached through ``ATTENDANT_TEST_PG_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``,
 used only to create and drop the per-test databases).
+
+Why this file is long: it is one suite over one interface, every section on the same database fixtures (each
+test runs on both databases), so splitting it would spread those fixtures over several files.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""bot.train: fingerprints, the fast up-to-date path, and refusing invalid data."""
+"""bot.tools.train: fingerprints, the fast up-to-date path, and refusing invalid data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import train
+from bot.tools import train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def project(tmp_path: Path) -> Path:
 
 def _run_train(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.train", "--root", str(root), *args],
+        [sys.executable, "-m", "bot.tools.train", "--root", str(root), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -117,7 +117,7 @@ def test_up_to_date_is_fast_and_does_not_import_rasa(project: Path) -> None:
     fp = train.fingerprint(train.RasaInputs(project))
     (models / "fingerprint.json").write_text(json.dumps({"fingerprint": fp}))
     probe = (
-        "import sys, time; t = time.monotonic(); from bot import train; "
+        "import sys, time; t = time.monotonic(); from bot.tools import train; "
         f"code = train.main(['--root', {str(project)!r}]); "
         "print('ELAPSED', time.monotonic() - t); "
         "print('RASA_IMPORTED', any(m == 'rasa' or m.startswith('rasa.') for m in sys.modules)); "

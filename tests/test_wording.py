@@ -27,7 +27,8 @@ from actions.handoff import ActionHandoff
 from actions.info import ActionHours
 from actions.store import DemoStore
 from actions.tasks import ActionResumeTask
-from bot import nlucheck, train
+from bot.tools import train
+from bot.tools.nlucheck.checks import validate
 from tests.spoken import DOMAIN, heard
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ def texts(items: list[dict[str, Any]]) -> str:
 
 def test_the_reworded_copy_passes_the_editor_check(reworded: Path) -> None:
     inputs = train.RasaInputs(REPO, data_root=reworded)
-    assert nlucheck.validate(inputs, REPO / "actions", with_rasa=False)[1] == []
+    assert validate(inputs, (REPO / "actions", REPO / "bot" / "rasa"), with_rasa=False)[1] == []
 
 
 def test_opening_hours_in_the_editors_new_words(reworded: Path, deps: Deps) -> None:

@@ -1,8 +1,8 @@
 """The customer store over SQL: SQLite (embedded default) or PostgreSQL, one code path (SQLAlchemy Core 1.4).
 
-(Longer than most modules, on purpose: it is one class, the twenty-odd methods of
-:class:`~actions.backends.base.CustomerStore` sharing one timeout and transaction discipline, ``_run``; the
-tables and engines are in :mod:`actions.backends.schema`.)
+Why this file is long: it is one class, the twenty-odd methods of
+:class:`~actions.backends.base.CustomerStore` sharing one timeout and transaction discipline (``_run``); the
+tables and engines are already apart, in :mod:`actions.backends.schema`.
 
     store = SqlStore("sqlite:////srv/attendant/.run/attendant.db", timeout_s=2.0)
     store = SqlStore("postgresql://attendant@127.0.0.1:5432/attendant", timeout_s=2.0)

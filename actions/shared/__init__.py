@@ -1,6 +1,6 @@
 """Pure helpers both sides of the Rasa boundary use: the Rasa-side plugin (``bot/rasa/``), the actions, the
 gateway and the tools. Nothing here imports ``rasa``, ``rasa_sdk``, the gateway (``bot``) or the rest of
-``actions``; ``tests/test_actions_layers.py`` checks it.
+``actions``; ``tests/test_layers.py`` checks it.
 
 - ``numerals``: the one set of number, ordinal, weekday and month word tables; numbers said and heard;
 - ``speech``: spoken forms (money, dates, times, digits, lists) and fillers;

@@ -31,7 +31,8 @@ from types import TracebackType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from actions.shared.paths import REPO_ROOT
+
 ENDPOINTS = REPO_ROOT / "bot" / "rasa" / "endpoints.yml"
 CREDENTIALS = REPO_ROOT / "bot" / "rasa" / "credentials.yml"
 LOOPBACK = "127.0.0.1"
@@ -130,7 +131,7 @@ class RasaStack:
         if self._procs:
             raise StackError("already started")
         if not self.model_path.is_file():
-            raise StackError(f"no model at {self.model_path}: run `python -m bot.train` first")
+            raise StackError(f"no model at {self.model_path}: run `python -m bot.tools.train` first")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._started_at = time.monotonic()
         self._spawn(

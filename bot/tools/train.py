@@ -1,11 +1,12 @@
-"""Train the Rasa model when, and only when, its inputs changed: ``python -m bot.train [--force]``.
+"""Train the Rasa model when, and only when, its inputs changed: ``python -m bot.tools.train [--force]``.
 
 Inputs: ``nlu-data/domain.yml``, every file under ``nlu-data/nlu/`` and ``nlu-data/stories/``,
 ``bot/rasa/config.yml``, and the installed Rasa version. Their SHA-256 fingerprint is kept in
 ``models/fingerprint.json`` next to ``models/attendant.tar.gz``; when both are there and the fingerprint
 matches, this prints "model up to date" and exits at once, without importing Rasa.
 
-Otherwise the data is checked first: YAML syntax (file and line), then ``rasa data validate``. Invalid data
+Otherwise the data is checked first: YAML syntax (file and line, read as Rasa reads it by
+:mod:`bot.tools.rasayaml`), then ``rasa data validate``. Invalid data
 is never trained on. Other files in ``nlu-data/`` (``prompts.yml``, reports) are not Rasa's and are not
 passed to it.
 
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from actions.shared.paths import REPO_ROOT
+from bot.tools import rasayaml
+
 MODEL_NAME = "attendant"
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -121,9 +124,6 @@ def is_up_to_date(inputs: RasaInputs, models: Path) -> bool:
 
 def yaml_errors(inputs: RasaInputs) -> list[str]:
     """YAML syntax errors as ``path:line:column: problem``; missing inputs are errors too."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
     problems: list[str] = []
     for path in inputs.files():
         rel = inputs.display(path)
@@ -133,18 +133,14 @@ def yaml_errors(inputs: RasaInputs) -> list[str]:
         if path.suffix not in (".yml", ".yaml"):
             continue
         try:
-            YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            where = f"{rel}:{mark.line + 1}:{mark.column + 1}" if mark else rel
-            what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-            problems.append(f"{where}: {what or 'invalid YAML'}")
-        except (YAMLError, UnicodeDecodeError) as exc:
-            problems.append(f"{rel}: {exc}")
+            rasayaml.check(path)
+        except rasayaml.RasaYamlError as exc:
+            where = ":".join([rel, *(str(n) for n in (exc.line, exc.column) if n is not None)])
+            problems.append(f"{where}: {exc.problem}")
     return problems
 
 
-def _rasa_env() -> dict[str, str]:
+def rasa_env() -> dict[str, str]:
     env = dict(os.environ)
     env["RASA_TELEMETRY_ENABLED"] = "false"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -156,7 +152,7 @@ def _run_rasa(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rasa", *args],
         cwd=root,
-        env=_rasa_env(),
+        env=rasa_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -259,7 +255,7 @@ def train(inputs: RasaInputs, models: Path, force: bool = False) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bot.tools.train", description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="train even if the model is up to date")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="project root (default: this checkout)")
     parser.add_argument("--models", type=Path, default=None, help="model folder (default: ROOT/models)")

@@ -1,7 +1,8 @@
 """Fetch the Vosk English speech model, or check one the user already has.
 
-``make run`` calls ``python -m bot.modelfetch`` and captures stdout: on success the only thing printed
-there is the model folder's path. Everything for people (progress bar, errors, advice) goes to stderr.
+``make run``'s launcher (:mod:`bot.tools.launch`) calls :func:`ensure_model`. On the command line,
+``python -m bot.tools.modelfetch`` prints only the model folder's path on stdout when it succeeds, so a
+script can capture it; everything for people (progress bar, errors, advice) goes to stderr.
 
 The download is resumable (an interrupted run leaves ``<dest>/<name>.zip.part`` and the next run asks the
 server for the rest with a ``Range`` header), checked against a pinned SHA-256, and unpacked safely: every
@@ -40,9 +41,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 
-logger = logging.getLogger(__name__)
+from actions.shared.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
 
 #: The official small US-English model (Apache-2.0), about 40 MB, 16 kHz.
 DEFAULT_MODEL_NAME = "vosk-model-small-en-us-0.15"
@@ -440,7 +441,7 @@ def _advice_footer() -> str:
         "  To use a Vosk model you already have, point at its folder:\n"
         "      VOSK_MODEL=/path/to/model make run\n"
         "  or check that a folder is usable with:\n"
-        "      python -m bot.modelfetch --local /path/to/model\n"
+        "      python -m bot.tools.modelfetch --local /path/to/model\n"
         "  Attendant will start with speech recognition OFF; keypad (DTMF) and text injection still "
         "work.\n"
     )
@@ -456,7 +457,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
-        prog="python -m bot.modelfetch",
+        prog="python -m bot.tools.modelfetch",
         description=(
             "Download (resumably, with a SHA-256 check) and unpack the Vosk English model, or validate a "
             "local model folder. On success prints only the model folder's path on stdout."

@@ -1,4 +1,4 @@
-"""``python -m bot.launch`` (``make run``): bring up everything a call needs, watch it, stop it cleanly.
+"""``python -m bot.tools.launch`` (``make run``): bring up everything a call needs, watch it, stop it cleanly.
 
 Order: Redis (use the one running, or start one we own), the Vosk model (``VOSK_MODEL``, or download the
 English small model; without one, speech recognition is off), the Rasa action server and Rasa (warmed up),
@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 import redis
 
 from actions.shared.paths import REPO_ROOT
+from bot.tools import modelfetch
+from bot.tools.stack import RasaStack
 
 RUN_DIR = REPO_ROOT / ".run"
 MODEL = REPO_ROOT / "models" / "attendant.tar.gz"
@@ -86,8 +88,6 @@ def ensure_vosk_model() -> Path | None:
     if configured:
         say(f"speech recognition: model {configured}")
         return Path(configured)
-    from bot import modelfetch
-
     try:
         path = modelfetch.ensure_model(
             modelfetch.DEFAULT_MODEL_URL, modelfetch.DEFAULT_MODEL_SHA256, modelfetch.DEFAULT_DEST
@@ -159,13 +159,11 @@ def rasa_token() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Start everything and supervise it."""
-    parser = argparse.ArgumentParser(prog="python -m bot.launch", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bot.tools.launch", description=__doc__)
     parser.add_argument("--rasa-port", type=int, default=int(os.environ.get("RASA_PORT", "5005")))
     parser.add_argument("--action-port", type=int, default=int(os.environ.get("ACTION_PORT", "5055")))
     parser.add_argument("--rasa-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-
-    from bot.stack import RasaStack
 
     RUN_DIR.mkdir(exist_ok=True)
     if not MODEL.exists():

@@ -1,0 +1,126 @@
+"""The command line: ``python -m bot.tools.nlucheck [--no-cv] [--data DIR] [--folds N] ...`` (make nlu-check).
+
+Validation first (:mod:`.checks`), each finding on stderr as ``file:line: message``; then, on valid data
+and without ``--no-cv``, the cross-validation (:mod:`.crossval`) and the report (:mod:`.report`). Prints the
+macro F1 and the report's path. Exit status: 0 valid (and report written), 1 invalid data, 2
+cross-validation failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from actions.shared.paths import REPO_ROOT
+from bot.tools import nlucheck, train
+from bot.tools.nlucheck.checks import code_folders, validate
+from bot.tools.nlucheck.crossval import (
+    DEFAULT_FOLDS,
+    DEFAULT_SEED,
+    TARGET_MACRO_F1,
+    CvFailed,
+    confusion_from_rasa,
+    cross_validate,
+    intents_of,
+)
+from bot.tools.nlucheck.data import Finding
+from bot.tools.nlucheck.report import RunInfo, write_report
+
+
+def _print_findings(findings: Sequence[Finding]) -> None:
+    for f in findings:
+        print(f, file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    doc = nlucheck.__doc__ or ""
+    parser = argparse.ArgumentParser(prog="python -m bot.tools.nlucheck", description=doc.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None, help="the editors' folder (default: nlu-data)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="Rasa config (default: bot/rasa/config.yml)"
+    )
+    parser.add_argument(
+        "--actions",
+        type=Path,
+        default=None,
+        help="action code scanned for response names (default: DATA/../actions; DATA/../bot/rasa, the "
+        "Rasa channel plugin, is scanned too)",
+    )
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help=f"folds (default {DEFAULT_FOLDS})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the fold split")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/nlu)")
+    parser.add_argument("--no-cv", action="store_true", help="validate only (fast)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error("--folds must be at least 2")
+
+    root = REPO_ROOT
+    inputs = train.RasaInputs(
+        root,
+        data_root=args.data.resolve() if args.data else None,
+        config_file=args.config.resolve() if args.config else None,
+    )
+    code = code_folders(inputs, args.actions.resolve() if args.actions else None)
+    out_dir = (args.out or root / "reports" / "nlu").resolve()
+
+    print(f"Checking {inputs.display(inputs.data)} ...", flush=True)
+    data, findings = validate(inputs, code)
+    _print_findings(findings)
+    errors = [f for f in findings if f.error]
+    warnings = len(findings) - len(errors)
+    if errors:
+        print(
+            f"{len(errors)} problem(s), {warnings} warning(s): fix the data and run again"
+            + ("" if args.no_cv else " (no cross-validation on invalid data)")
+            + ".",
+            file=sys.stderr,
+        )
+        return 1
+    counts = data.example_counts()
+    print(f"Data valid: {len(counts)} intents, {sum(counts.values())} examples, {warnings} warning(s).")
+    if args.no_cv:
+        return 0
+
+    log = out_dir / "rasa-cv.log"
+    print(
+        f"Cross-validating ({args.folds} folds: {args.folds} NLU models trained; minutes, not seconds). "
+        f"Rasa's log: {inputs.display(log)}",
+        flush=True,
+    )
+    try:
+        result = cross_validate(inputs, args.folds, args.seed, log)
+    except CvFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    confusion = confusion_from_rasa(result.report, result.errors)
+    run = RunInfo(
+        data=inputs.display(inputs.data),
+        config=inputs.display(inputs.config),
+        folds=args.folds,
+        seed=args.seed,
+        seconds=result.seconds,
+        examples=sum(counts.values()),
+    )
+    path = write_report(out_dir, result.report, confusion, findings, run, result.errors, result.entity_report)
+    for name, payload in (("intent_report.json", result.report), ("intent_errors.json", result.errors)):
+        (out_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    f1 = {i: float(result.report[i].get("f1-score", 0.0)) for i in intents_of(result.report)}
+    weakest = sorted(f1, key=lambda i: f1[i])[:3]
+    print("Weakest intents: " + ", ".join(f"{i} {f1[i]:.3f}" for i in weakest))
+    print(f"Cross-validation took {result.seconds:.0f} s.")
+    macro_f1 = float(result.report.get("macro avg", {}).get("f1-score", 0.0))
+    print(f"Macro F1 {macro_f1:.3f} (target {TARGET_MACRO_F1:.2f})")
+    print(f"Report: {inputs.display(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
