@@ -31,10 +31,6 @@ Errors (all are :class:`StoreError`; see :mod:`actions.backends.base` for the tr
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from actions.backends.base import (
@@ -64,80 +60,20 @@ from actions.backends.base import (
     normalise_dob,
     normalise_number,
 )
+from actions.backends.config import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_TIMEOUT_S,
+    DEMO_URL,
+    HTTP_SCHEMES,
+    StoreConfig,
+    StoreConfigError,
+    default_url,
+    url_scheme,
+)
 
 if TYPE_CHECKING:
     from actions.backends.demo import DemoStore
     from actions.backends.sql import SqlStore
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TIMEOUT_S = 2.0
-DEFAULT_POOL_SIZE = 4
-DEMO_URL = "demo"
-_SQL_SCHEMES = ("sqlite", "postgresql", "postgres")
-_HTTP_SCHEMES = ("http", "https")
-
-
-class StoreConfigError(StoreError):
-    """The configuration names no usable store (unknown scheme, bad timeout, missing adapter)."""
-
-
-def default_url() -> str:
-    """``sqlite:///<repo>/.run/attendant.db``."""
-    return f"sqlite:///{REPO_ROOT / '.run' / 'attendant.db'}"
-
-
-def _scheme(url: str) -> str:
-    head = url.split(":", 1)[0].lower()
-    return head.split("+", 1)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    """Which store, and how long any one call to it may take. Validated on construction."""
-
-    url: str = field(default_factory=default_url)
-    """Database URL, ``demo``, or an HTTP base URL (with ``adapter``)."""
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """Seconds; every backend call gives up after this and raises :class:`BackendUnavailable`."""
-    pool_size: int = DEFAULT_POOL_SIZE
-    """Database connections (and worker threads) per action-server process."""
-    adapter: str | None = None
-    """``package.module:ClassName`` of the :class:`~actions.backends.http.HttpStore` subclass (HTTP only)."""
-
-    def __post_init__(self) -> None:
-        if not self.url or not self.url.strip():
-            raise StoreConfigError("ATTENDANT_STORE_URL is empty")
-        if not 0 < self.timeout_s <= 60:
-            raise StoreConfigError(f"store timeout must be in (0, 60] seconds, not {self.timeout_s}")
-        if not 1 <= self.pool_size <= 64:
-            raise StoreConfigError(f"store pool size must be 1..64, not {self.pool_size}")
-        url = self.url.strip()
-        scheme = _scheme(url)
-        if url != DEMO_URL and scheme not in _SQL_SCHEMES + _HTTP_SCHEMES:
-            raise StoreConfigError(
-                f"ATTENDANT_STORE_URL scheme {scheme!r} is not known "
-                "(use sqlite:///path, postgresql://..., demo, or http(s):// with ATTENDANT_STORE_ADAPTER)"
-            )
-        if scheme in _HTTP_SCHEMES and not self.adapter:
-            raise StoreConfigError(
-                "an http(s) store URL needs ATTENDANT_STORE_ADAPTER=package.module:ClassName"
-            )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> StoreConfig:
-        """Built from ``ATTENDANT_STORE_URL``, ``..._TIMEOUT_S``, ``..._POOL_SIZE``, ``..._ADAPTER``."""
-        env = os.environ if env is None else env
-        try:
-            timeout_s = float(env.get("ATTENDANT_STORE_TIMEOUT_S") or DEFAULT_TIMEOUT_S)
-            pool_size = int(env.get("ATTENDANT_STORE_POOL_SIZE") or DEFAULT_POOL_SIZE)
-        except ValueError as exc:
-            raise StoreConfigError(f"store timeout / pool size is not a number: {exc}") from None
-        return cls(
-            url=(env.get("ATTENDANT_STORE_URL") or "").strip() or default_url(),
-            timeout_s=timeout_s,
-            pool_size=pool_size,
-            adapter=(env.get("ATTENDANT_STORE_ADAPTER") or "").strip() or None,
-        )
 
 
 def _load_adapter(spec: str) -> type[CustomerStore]:
@@ -165,8 +101,8 @@ def open_store(config: StoreConfig | str | None = None) -> CustomerStore:
         from actions.backends.demo import DemoStore
 
         return DemoStore(timeout_s=config.timeout_s)
-    scheme = _scheme(url)
-    if scheme in _HTTP_SCHEMES:
+    scheme = url_scheme(url)
+    if scheme in HTTP_SCHEMES:
         assert config.adapter is not None  # checked by StoreConfig
         adapter = _load_adapter(config.adapter)
         return adapter(url, timeout_s=config.timeout_s)  # type: ignore[call-arg]
@@ -189,7 +125,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_POOL_SIZE",
     "DEFAULT_TIMEOUT_S",
+    "DEMO_URL",
     "EXISTING",
     "NEW",
     "RETURNING",

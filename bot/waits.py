@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from actions.speech import number_words
+from actions.shared.numerals import number_words
 from bot.prompts import WaitWords
 from telephony.callstate import PENALTY_MAX, Route, Skill, queue_name
 from telephony.queues import QueueModel

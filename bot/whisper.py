@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actions.speech import number_words
+from actions.shared.numerals import number_words
 from bot.pacer import Pacer
 from bot.prompts import WhisperWords
 from bot.tts import Speech

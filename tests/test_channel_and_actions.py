@@ -22,10 +22,11 @@ import pytest
 import redis
 import requests
 
-from actions.actions import consecutive_misunderstandings
-from actions.speech import digits_from_speech, is_filler_only, say_money
+from actions.handoff import consecutive_misunderstandings
+from actions.shared.numerals import digits_from_speech
+from actions.shared.speech import is_filler_only, say_money
+from actions.shared.vault import SecretStash, is_ref, new_ref
 from actions.store import DemoStore, normalise_number
-from actions.vault import SecretStash, is_ref, new_ref
 from bot.tools.stack import RasaStack, redis_env
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from actions.forms import outage_kind, priority_for
+from actions.shared.vault import UNREADABLE
 from actions.store import CustomerStore, open_store
-from actions.vault import UNREADABLE
+from actions.support import outage_kind, priority_for
 from bot.tools.stack import RasaStack
 from tests.test_channel_and_actions import (
     ADA,
@@ -458,7 +458,7 @@ def test_a_new_request_in_the_middle_of_a_task(stack: RasaStack) -> None:
     ],
 )
 def test_what_the_channel_puts_aside(text: str, slot: str | None, kept: str | None) -> None:
-    from bot.rasa_channel import secret_in
+    from bot.rasa.channel import secret_in
 
     assert secret_in(text, slot) == kept
 
@@ -487,25 +487,26 @@ def _tracker(slots: dict[str, Any], text: str, intent: str) -> Any:
 
 
 @pytest.mark.parametrize("verified", [False, True])
-def test_a_store_timeout_becomes_a_polite_handoff(monkeypatch: pytest.MonkeyPatch, verified: bool) -> None:
+def test_a_store_timeout_becomes_a_polite_handoff(verified: bool) -> None:
     from rasa_sdk.executor import CollectingDispatcher
 
-    from actions import actions as acts
-    from actions.forms import ValidateOrderForm
+    from actions.deps import Deps
+    from actions.orders import ValidateOrderForm
+    from actions.tasks import ActionResumeTask
 
-    monkeypatch.setattr(acts.backends, "_store", _TimedOutStore())
+    deps = Deps(store=_TimedOutStore())  # every call fails as a timed-out store does
     slots = {"caller_number": ADA["number"], "pending_task": "place_order", "verified": verified}
     if verified:
         slots["customer_id"] = "C-0001"
     tracker = _tracker(slots, "i'd like to order a phone charger", "place_order")
     dispatcher = CollectingDispatcher()
     domain = {"forms": {"order_form": {"required_slots": ["pin", "dob", "product", "order_ok", "upsell_ok"]}}}
-    events = asyncio.run(ValidateOrderForm().run(dispatcher, tracker, domain))
+    events = asyncio.run(ValidateOrderForm(deps).run(dispatcher, tracker, domain))
     set_to = {e["name"]: e["value"] for e in events if e["event"] == "slot"}
     assert set_to["handoff_reason"] == "technical" and set_to["requested_slot"] is None, events
     # The form is over; the task action then hands over with the technical line.
     tracker.slots.update(set_to)
     dispatcher = CollectingDispatcher()
-    asyncio.run(acts.ActionResumeTask().run(dispatcher, tracker, {}))
+    asyncio.run(ActionResumeTask(deps).run(dispatcher, tracker, {}))
     assert dispatcher.messages[0]["response"] == "utter_handoff_technical"
     assert dispatcher.messages[-1]["custom"]["handoff"]["reason"] == "technical"

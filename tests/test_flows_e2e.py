@@ -21,7 +21,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, select
 
-from actions.backends.sql import customers, phone_numbers
+from actions.backends.schema import customers, phone_numbers
 from actions.store import CustomerStore, normalise_number, open_store
 from telephony.callstate import ACTIVE_KEY, call_key
 from telephony.sim import ENDED_BOT_HANGUP, CallerSimulator, CallResult, Turn

@@ -1,5 +1,6 @@
-"""actions.info: the FAQ (the real nlu-data/faq.yml, matched with callers' own phrasings), opening hours and
-branch addresses from the demo branches, and faq.yml mistakes reported with file and line."""
+"""The information line: the FAQ (actions/shared/faq.py, the real nlu-data/faq.yml matched with callers' own
+phrasings, its mistakes reported with file and line), and opening hours and branch addresses (actions/info.py)
+from the demo branches, said in the words of the real nlu-data/domain.yml."""
 
 from __future__ import annotations
 
@@ -12,16 +13,11 @@ import pytest
 from actions.backends.base import Branch, OpeningHours
 from actions.backends.seed import BRANCHES
 from actions.backends.seed import main as seed
-from actions.info import (
-    MAX_ANSWER_CHARS,
-    Faq,
-    FaqError,
-    _say_time,
-    branch_reply,
-    hours_reply,
-    load_faq,
-)
+from actions.info import branch_reply, hours_reply
+from actions.shared.faq import MAX_ANSWER_CHARS, Faq, FaqError, load_faq
+from actions.shared.speech import say_time
 from actions.store import open_store
+from tests.spoken import say_lines
 
 REPO = Path(__file__).resolve().parent.parent
 FAQ_FILE = REPO / "nlu-data" / "faq.yml"
@@ -225,7 +221,7 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     ],
 )
 def test_say_time(t: time, said: str) -> None:
-    assert _say_time(t) == said
+    assert say_time(t) == said
 
 
 # --- opening hours ---------------------------------------------------------------------------------------
@@ -272,14 +268,14 @@ def test_say_time(t: time, said: str) -> None:
     ],
 )
 def test_hours_reply(text: str, now: datetime, reply: str) -> None:
-    said = hours_reply(seed_branches(), text, now)
+    said = say_lines(hours_reply(seed_branches(), text, now))
     assert said == reply
     assert sentences(said) <= 2
     assert_spoken(said)
 
 
 def test_hours_when_the_store_has_no_branches() -> None:
-    assert "sorry" in hours_reply((), "are you open", MONDAY_10).lower()
+    assert "sorry" in say_lines(hours_reply((), "are you open", MONDAY_10)).lower()
 
 
 # --- addresses -------------------------------------------------------------------------------------------
@@ -301,13 +297,13 @@ def test_hours_when_the_store_has_no_branches() -> None:
     ],
 )
 def test_branch_reply(text: str, reply: str) -> None:
-    said = branch_reply(seed_branches(), text)
+    said = say_lines(branch_reply(seed_branches(), text))
     assert said == reply
     assert_spoken(said)
 
 
 def test_nearest_to_a_place_we_do_not_know_gives_both() -> None:
-    said = branch_reply(seed_branches(), "which branch is nearest to chicago")
+    said = say_lines(branch_reply(seed_branches(), "which branch is nearest to chicago"))
     assert said.startswith("Downtown is at") and "Riverside is at" in said and sentences(said) == 2
 
 
@@ -323,4 +319,4 @@ async def test_replies_from_a_real_seeded_store(tmp_path: Path) -> None:
     assert sorted(b.name for b in branches) == ["Downtown", "Riverside"]
     for text in ("what are your opening hours", "is riverside open on sunday", "are you open now"):
         assert hours_reply(branches, text, MONDAY_10) == hours_reply(seed_branches(), text, MONDAY_10)
-    assert branch_reply(branches, "where is downtown") == DT_AT
+    assert say_lines(branch_reply(branches, "where is downtown")) == DT_AT

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actions.shared.numerals import ordinal_words
 from actions.shared.paths import REPO_ROOT
-from actions.speech import ordinal_words, say_date, say_digits, say_time, say_weekday_hours, say_year
+from actions.shared.speech import say_date, say_digits, say_time, say_weekday_hours, say_year
 from bot.audio import StreamResampler, resample
 from bot.tts import Lexicon, LexiconError, PiperSynthesizer, PromptCache, Speech
 
@@ -138,7 +139,7 @@ def test_lexicon_errors_name_the_file(tmp_path: Path) -> None:
     assert Lexicon.load(tmp_path / "missing.yml").apply("PIN") == "PIN"
 
 
-# --- dates, times and digits in words (actions/speech.py) -------------------------------------------------
+# --- dates, times and digits in words (actions/shared/speech.py, numerals.py) ----------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Spoken dates, times and quantities (actions/when.py), table-driven against a fixed ``now``."""
+"""Spoken dates, times and quantities (actions/shared/when.py, dob.py, numerals.py), table-driven against a
+fixed ``now``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from datetime import date, datetime
 
 import pytest
 
-from actions.when import Window, parse_dob, parse_quantity, parse_when
+from actions.shared.dob import parse_dob
+from actions.shared.numerals import parse_quantity
+from actions.shared.when import Window, parse_when
 
 MONDAY = datetime(2026, 11, 23, 9, 15)  # Monday 23 November 2026, 09:15
 MONDAY_EVENING = datetime(2026, 11, 23, 18, 0)

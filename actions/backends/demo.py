@@ -15,8 +15,9 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from actions.backends.base import StoreError
+from actions.backends.schema import make_engine
 from actions.backends.seed import seed
-from actions.backends.sql import SqlStore, make_engine
+from actions.backends.sql import SqlStore
 
 T = TypeVar("T")
 

@@ -41,7 +41,8 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from actions.backends.base import hash_secret, new_salt, normalise_number
-from actions.backends.sql import (
+from actions.backends.config import StoreConfig, StoreConfigError
+from actions.backends.schema import (
     WRITE_OPTION,
     accounts,
     bookings,
@@ -359,8 +360,6 @@ def ensure_database(url: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
-    from actions.store import StoreConfig, StoreConfigError
-
     parser = argparse.ArgumentParser(
         prog="python -m actions.backends.seed",
         description="Create the customer store's schema and demo data (idempotent).",

@@ -1,5 +1,9 @@
 """The customer store over SQL: SQLite (embedded default) or PostgreSQL, one code path (SQLAlchemy Core 1.4).
 
+Why this file is long: it is one class, the twenty-odd methods of
+:class:`~actions.backends.base.CustomerStore` sharing one timeout and transaction discipline (``_run``); the
+tables and engines are already apart, in :mod:`actions.backends.schema`.
+
     store = SqlStore("sqlite:////srv/attendant/.run/attendant.db", timeout_s=2.0)
     store = SqlStore("postgresql://attendant@127.0.0.1:5432/attendant", timeout_s=2.0)
 
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 import sqlite3
 import threading
@@ -37,34 +40,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
     Column,
-    Date,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    Time,
-    UniqueConstraint,
-    create_engine,
-    event,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, Row, make_url
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.pool import QueuePool, StaticPool
 
 from actions.backends.base import (
     NEW,
@@ -93,6 +79,24 @@ from actions.backends.base import (
     normalise_number,
     verify_secret,
 )
+from actions.backends.schema import (
+    WRITE_OPTION,
+    accounts,
+    bookings,
+    branch_hours,
+    branches,
+    customers,
+    incidents,
+    is_sqlite,
+    make_engine,
+    normalise_url,
+    order_items,
+    orders,
+    phone_numbers,
+    products,
+    promotions,
+    slots,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,285 +108,6 @@ MAX_QTY = 99
 MAX_SLOTS = 50
 MAX_DESCRIPTION = 2000
 _NUMBER_ATTEMPTS = 5
-
-# --- schema ---------------------------------------------------------------------------------------------
-
-metadata = MetaData()
-
-customers = Table(
-    "customers",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("name", String(200)),
-    Column("pin_hash", String(128)),
-    Column("pin_salt", String(64)),
-    Column("dob_hash", String(128)),
-    Column("dob_salt", String(64)),
-    Column("loyalty_tier", String(16), nullable=False),
-    Column("referral_source", String(32)),
-    Column("first_contact", DateTime),
-    Column("last_call", DateTime),
-    Column("call_count", Integer, nullable=False),
-    Column("has_bought", Boolean, nullable=False),
-    Column("created", DateTime, nullable=False),
-    CheckConstraint("loyalty_tier IN ('none', 'silver', 'gold')", name="ck_customers_tier"),
-    CheckConstraint("call_count >= 0", name="ck_customers_calls"),
-)
-
-phone_numbers = Table(
-    "phone_numbers",
-    metadata,
-    Column("number", String(16), primary_key=True, comment="last ten digits (normalise_number)"),
-    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Index("ix_phone_numbers_customer", "customer_id"),
-)
-
-accounts = Table(
-    "accounts",
-    metadata,
-    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
-    Column("balance_cents", Integer, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("last_payment_cents", Integer),
-    Column("last_payment_date", Date),
-)
-
-products = Table(
-    "products",
-    metadata,
-    Column("id", String(16), primary_key=True),
-    Column("name", String(100), nullable=False, unique=True),
-    Column("price_cents", Integer, nullable=False),
-    Column("active", Boolean, nullable=False),
-    CheckConstraint("price_cents >= 0", name="ck_products_price"),
-)
-
-promotions = Table(
-    "promotions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("product_id", String(16), ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
-    Column("text", String(300), nullable=False),
-    Column("valid_from", Date, nullable=False),
-    Column("valid_until", Date, nullable=False),
-    Index("ix_promotions_product", "product_id"),
-)
-
-orders = Table(
-    "orders",
-    metadata,
-    Column("number", String(12), primary_key=True),
-    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("eta", Date),
-    Column("created", DateTime, nullable=False),
-    CheckConstraint(
-        "status IN ('received', 'processing', 'shipped', 'delivered', 'cancelled')", name="ck_orders_status"
-    ),
-    Index("ix_orders_customer_created", "customer_id", "created"),
-)
-
-order_items = Table(
-    "order_items",
-    metadata,
-    Column("order_number", String(12), ForeignKey("orders.number", ondelete="CASCADE"), primary_key=True),
-    Column("line", Integer, primary_key=True),
-    Column("product_id", String(16), ForeignKey("products.id"), nullable=False),
-    Column("qty", Integer, nullable=False),
-    Column("unit_price_cents", Integer, nullable=False),
-    CheckConstraint("qty > 0", name="ck_order_items_qty"),
-)
-
-branches = Table(
-    "branches",
-    metadata,
-    Column("id", String(16), primary_key=True),
-    Column("name", String(100), nullable=False),
-    Column("address", String(200), nullable=False),
-    Column("city", String(100), nullable=False),
-    Column("postcode", String(16), nullable=False),
-    Column("phone", String(32), nullable=False),
-)
-
-branch_hours = Table(
-    "branch_hours",
-    metadata,
-    Column("branch_id", String(16), ForeignKey("branches.id", ondelete="CASCADE"), primary_key=True),
-    Column("weekday", Integer, primary_key=True, comment="0 = Monday"),
-    Column("opens", Time, nullable=False),
-    Column("closes", Time, nullable=False),
-    CheckConstraint("weekday BETWEEN 0 AND 6", name="ck_branch_hours_weekday"),
-)
-
-slots = Table(
-    "slots",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("branch_id", String(16), ForeignKey("branches.id", ondelete="CASCADE"), nullable=False),
-    Column("resource", String(32), nullable=False),
-    Column("starts", DateTime, nullable=False),
-    Column("ends", DateTime, nullable=False),
-    Column("booked", Boolean, nullable=False),
-    UniqueConstraint("branch_id", "resource", "starts", name="uq_slots_resource_start"),
-    Index("ix_slots_starts", "starts"),
-)
-
-bookings = Table(
-    "bookings",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Column("slot_id", Integer, ForeignKey("slots.id"), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("created", DateTime, nullable=False),
-    Column("updated", DateTime, nullable=False),
-    CheckConstraint("status IN ('booked', 'cancelled')", name="ck_bookings_status"),
-    Index("ix_bookings_customer", "customer_id"),
-)
-# One active booking per slot, enforced by the database whatever the code above it does.
-Index(
-    "uq_bookings_active_slot",
-    bookings.c.slot_id,
-    unique=True,
-    sqlite_where=bookings.c.status == "booked",
-    postgresql_where=bookings.c.status == "booked",
-)
-
-incidents = Table(
-    "incidents",
-    metadata,
-    Column("ticket", String(12), primary_key=True),
-    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Column("product_id", String(16), ForeignKey("products.id")),
-    Column("priority", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("description", Text, nullable=False),
-    Column("callback_number", String(32)),
-    Column("callback_from", DateTime),
-    Column("callback_until", DateTime),
-    Column("created", DateTime, nullable=False),
-    Column("updated", DateTime, nullable=False),
-    CheckConstraint("priority BETWEEN 1 AND 4", name="ck_incidents_priority"),
-    CheckConstraint("status IN ('open', 'in_progress', 'resolved', 'closed')", name="ck_incidents_status"),
-    Index("ix_incidents_customer", "customer_id"),
-)
-
-
-# --- engines --------------------------------------------------------------------------------------------
-
-
-def normalise_url(url: str) -> str:
-    """``postgres://`` (common in hosting settings) is spelled ``postgresql://`` for SQLAlchemy."""
-    url = url.strip()
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    return url
-
-
-def is_sqlite(url: str) -> bool:
-    """Whether ``url`` names an SQLite database."""
-    return bool(make_url(normalise_url(url)).get_backend_name() == "sqlite")
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file an ``sqlite:///`` URL names (absolute), ``None`` for an in-memory database."""
-    database = make_url(normalise_url(url)).database
-    if not database or database == ":memory:":
-        return None
-    return Path(database).expanduser().resolve()
-
-
-def make_engine(url: str, timeout_s: float, pool_size: int = 4, *, create: bool = False) -> Engine:
-    """An engine for ``url`` with every wait bounded by ``timeout_s``. Connects lazily (not here).
-
-    ``create``: for SQLite, create the file (and its folder) when missing; the store itself never does.
-    An in-memory SQLite URL (``sqlite://``) gives one connection shared by the whole engine.
-    """
-    url = normalise_url(url)
-    parsed = make_url(url)
-    common: dict[str, Any] = {"future": True, "hide_parameters": True}
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
-        if path is None:
-            engine = create_engine(
-                "sqlite://",
-                creator=lambda: sqlite3.connect(":memory:", check_same_thread=False),
-                poolclass=StaticPool,
-                **common,
-            )
-        else:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            target = path.as_uri() + ("?mode=rwc" if create else "?mode=rw")
-
-            def connect() -> sqlite3.Connection:
-                return sqlite3.connect(target, uri=True, timeout=timeout_s, check_same_thread=False)
-
-            engine = create_engine(
-                "sqlite://",
-                creator=connect,
-                poolclass=QueuePool,
-                pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_timeout=timeout_s,
-                **common,
-            )
-        _sqlite_transactions(engine)
-        return engine
-    if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"not an SQL database URL this store knows: scheme {parsed.drivername!r}")
-    ms = max(1, int(timeout_s * 1000))
-    connect_args = {
-        "connect_timeout": max(2, math.ceil(timeout_s)),
-        "application_name": "attendant-store",
-        "options": f"-c statement_timeout={ms} -c lock_timeout={ms} "
-        f"-c idle_in_transaction_session_timeout={max(10_000, 5 * ms)}",
-    }
-    return create_engine(
-        url,
-        connect_args=connect_args,
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=timeout_s,
-        pool_pre_ping=True,
-        **common,
-    )
-
-
-WRITE_OPTION = "attendant_write"
-
-
-def _sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not pysqlite, emit BEGIN: ``BEGIN IMMEDIATE`` for writes, savepoints that work."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
-
-
-def create_schema(engine: Engine) -> None:
-    """Create the tables that are missing (idempotent); an SQLite file is switched to WAL mode."""
-    if engine.dialect.name == "sqlite":
-        raw = engine.raw_connection()
-        try:
-            raw.dbapi_connection.execute("PRAGMA journal_mode = WAL")  # persistent; outside a transaction
-        finally:
-            raw.close()
-    with engine.begin() as conn:
-        metadata.create_all(conn)
-
-
-def drop_schema(engine: Engine) -> None:
-    """Drop every table of the store (``seed --reset``)."""
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
-
 
 # --- row -> record --------------------------------------------------------------------------------------
 
@@ -1041,13 +766,4 @@ class SqlStore(CustomerStore):
         return await self._run("branches", q)
 
 
-__all__ = [
-    "SqlStore",
-    "create_schema",
-    "drop_schema",
-    "is_sqlite",
-    "make_engine",
-    "metadata",
-    "normalise_url",
-    "sqlite_path",
-]
+__all__ = ["SqlStore"]

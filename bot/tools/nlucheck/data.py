@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actions.info import FaqError, load_faq
+from actions.shared.faq import FaqError, load_faq
 from bot.prompts import Prompts, PromptsError
 from bot.tools import rasayaml
 from bot.tools.rasayaml import line_of, value_line

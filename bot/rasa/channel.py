@@ -1,7 +1,8 @@
 """The Attendant input channel of the Rasa server: the one door between the gateway and the assistant.
 
-Rasa loads this class from ``bot/rasa/credentials.yml`` (key ``bot.rasa_channel.AttendantInput``); Rasa runs
-on loopback only (``bot/stack.py``).
+Rasa loads this class from ``bot/rasa/credentials.yml`` (key ``bot.rasa.channel.AttendantInput``); Rasa
+runs on loopback only (``bot/stack.py``). This module runs inside the Rasa process: of the project it imports
+only :mod:`actions.shared` (pure helpers), never the gateway or the actions.
 
 Endpoints
 ---------
@@ -36,7 +37,8 @@ Conversation contract with the gateway
 - **End of call.** An item ``{"custom": {"end_call": true}}`` (after "Thank you for calling. Goodbye."):
   finish speaking, then hang up.
 - **Handoff.** An item ``{"custom": {"handoff": {"reason": R, "skill": S, "context": {...}}}}``: finish
-  speaking, then hand the call to a person. ``R`` is one of ``requested`` (caller asked for an agent,
+  speaking, then hand the call to a person (the payload is built by
+  :func:`actions.shared.handoff.handoff_payload`). ``R`` is one of ``requested`` (caller asked for an agent,
   operator, a real person, or accepted our offer), ``no-match`` (not understood twice in a row),
   ``verification-failed`` (three failed checks, or neither PIN nor date of birth to give), ``not-found``
   (the calling number is not a customer's), ``technical`` (a backend or the assistant failed). ``S`` is
@@ -48,11 +50,13 @@ Conversation contract with the gateway
   ``/nlu_fallback`` and the words heard go into the turn's metadata as ``heard``.
 - **Replies** are at most two short sentences with one question.
 - **Failure.** If the assistant fails on a turn or has nothing to say, this channel answers with the
-  ``utter_handoff_technical`` line and a ``technical`` handoff, so the caller always reaches a person.
+  ``utter_handoff_technical`` line of the loaded model's domain and a ``technical`` handoff, so the caller
+  always reaches a person. (Without a model there is no domain: the handoff comes alone, and the gateway says
+  its own ``handoff`` prompt from ``nlu-data/prompts.yml``.)
 
 PINs and dates of birth never enter the conversation record: while a slot listed in ``sensitive_slots``
 (credentials.yml: ``pin``, ``dob``) is being asked for, the digits (PIN) or the date (date of birth) in
-the message, spoken or keyed, are put aside in Redis (``actions/vault.py``) and Rasa receives
+the message, spoken or keyed, are put aside in Redis (``actions/shared/vault.py``) and Rasa receives
 ``/inform_digits{"secret_ref": "<reference>"}`` instead. The reply to such a turn starts with
 ``{"custom": {"input_redacted": true}}`` so the gateway masks the caller's words in its own transcript.
 This module logs sender ids only, never message text, numbers or metadata.
@@ -73,9 +77,11 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.speech import digits_from_speech, is_filler_only
-from actions.vault import UNAVAILABLE, UNREADABLE, SecretStash, SecretStashError
-from actions.when import parse_dob
+from actions.shared.dob import looks_like_a_date, parse_dob
+from actions.shared.handoff import HANDOFF_LINES, Reason, Skill, handoff_payload
+from actions.shared.numerals import digits_from_speech
+from actions.shared.speech import is_filler_only
+from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStash, SecretStashError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,6 @@ SENDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 INTENT_RE = re.compile(r"/[a-z_]{1,64}")
 MAX_MESSAGE_CHARS = 2000
 NOT_UNDERSTOOD = "/nlu_fallback"
-TECHNICAL_TEXT = "Sorry, something went wrong on our side. I'll put you through to a colleague."
 
 
 class ChannelConfigError(ValueError):
@@ -102,7 +107,7 @@ class AttendantInput(RestInput):
         creds = credentials or {}
         token = str(creds.get("token") or "")
         if not token:
-            raise ChannelConfigError("bot.rasa_channel.AttendantInput needs a token (RASA_TOKEN)")
+            raise ChannelConfigError("bot.rasa.channel.AttendantInput needs a token (RASA_TOKEN)")
         stash = None
         if creds.get("redis_host"):
             port = int(creds.get("redis_port") or 6379)
@@ -176,8 +181,8 @@ class AttendantInput(RestInput):
         """Put a PIN or a date of birth aside while it is being asked for; Rasa gets a reference.
 
         At the PIN prompt the digits in the words are the secret; at the date-of-birth prompt, a date
-        (kept as ``YYYY-MM-DD``), or :data:`~actions.vault.UNREADABLE` for words that look like a date but
-        do not make one ("the thirty second of smarch"), so they are not recorded either.
+        (kept as ``YYYY-MM-DD``), or :data:`~actions.shared.vault.UNREADABLE` for words that look like a date
+        but do not make one ("the thirty second of smarch"), so they are not recorded either.
         """
         if text.startswith("/"):
             return text
@@ -207,13 +212,6 @@ class AttendantInput(RestInput):
         return str(slot) if slot in self._sensitive else None
 
 
-_DATE_WORDS = re.compile(
-    r"\b(january|february|march|april|june|july|august|september|october|november|december|first|second|"
-    r"third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|[a-z]+teenth|twentieth|"
-    r"thirtieth|\d+(st|nd|rd|th))\b"
-)
-
-
 def secret_in(text: str, slot: str | None) -> str | None:
     """What to put aside from ``text`` while ``slot`` is asked for; ``None`` when nothing (let it through)."""
     if slot is None:
@@ -222,7 +220,7 @@ def secret_in(text: str, slot: str | None) -> str | None:
         born = parse_dob(text)
         if born is not None:
             return born.isoformat()
-        if digits_from_speech(text) is not None or _DATE_WORDS.search(text.lower()):
+        if looks_like_a_date(text):
             return UNREADABLE
         return None
     return digits_from_speech(text)
@@ -253,14 +251,12 @@ def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
 
 
 def _technical_handoff(request: Request, sender: str) -> list[dict[str, Any]]:
-    text = TECHNICAL_TEXT
+    """The technical handoff line, as the loaded model's domain words it, then the handoff."""
     domain = getattr(getattr(request.app.ctx, "agent", None), "domain", None)
     responses: Mapping[str, Any] = getattr(domain, "responses", None) or {}
-    variants = responses.get("utter_handoff_technical") or []
+    variants = responses.get(HANDOFF_LINES[Reason.TECHNICAL]) or []
+    said: list[dict[str, Any]] = []
     if variants and isinstance(variants[0], dict) and variants[0].get("text"):
-        text = str(variants[0]["text"])
-    handoff = {"reason": "technical", "skill": "general", "context": {"call_id": sender}}
-    return [
-        {"recipient_id": sender, "text": text},
-        {"recipient_id": sender, "custom": {"handoff": handoff}},
-    ]
+        said.append({"recipient_id": sender, "text": str(variants[0]["text"])})
+    handoff = handoff_payload(Reason.TECHNICAL, Skill.GENERAL, {"call_id": sender})
+    return [*said, {"recipient_id": sender, "custom": {"handoff": handoff}}]

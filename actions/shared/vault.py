@@ -1,7 +1,7 @@
 """Keeping PINs and dates of birth out of the conversation record.
 
 Everything a caller says is written into Rasa's tracker (in Redis, for as long as the tracker lives). A PIN
-must not be. So while a *sensitive* slot is being asked for, the Attendant channel (``bot/rasa_channel.py``)
+must not be. So while a *sensitive* slot is being asked for, the Attendant channel (``bot/rasa/channel.py``)
 takes the digits out of the caller's words, puts them aside here under a random reference, and hands Rasa
 only ``/inform_digits{"secret_ref": "<reference>"}``. The verification action takes the value back out
 (read and delete in one transaction), checks it, and forgets it.

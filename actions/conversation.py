@@ -1,0 +1,113 @@
+"""The conversation around the tasks: the start of a call (greeting by who is calling), a referral, and
+requests the bot cannot help with.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.deps import UsesDeps
+from actions.store import EXISTING, NEW, RETURNING, StoreError
+
+log = logging.getLogger(__name__)
+
+_METADATA_LIMITS = {"call_id": 64, "caller_number": 32}
+GREETINGS = {
+    NEW: "utter_greet_new",
+    RETURNING: "utter_greet_returning",
+    EXISTING: "utter_greet_existing",
+}
+"""The greeting by caller kind; ``utter_greet`` when the number is withheld or the store is down."""
+
+
+def _clean(metadata: dict[str, Any], key: str) -> str | None:
+    value = metadata.get(key)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text[: _METADATA_LIMITS[key]] or None
+
+
+class ActionSessionStart(UsesDeps, Action):
+    """Start of a call: keep the call id and caller number, greet when the gateway says the call began.
+
+    The gateway opens every call with the message ``/session_start`` and metadata ``call_id``,
+    ``caller_number``, ``channel``, ``language``. Rasa runs this action twice for that first message:
+    once because the conversation is new (no greeting then), once for the ``session_start`` intent
+    itself (greeting). A session that expires mid-call restarts silently, keeping call id and number.
+    """
+
+    def name(self) -> str:
+        return "action_session_start"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        latest = tracker.latest_message or {}
+        metadata = latest.get("metadata") or tracker.get_slot("session_started_metadata") or {}
+        if not isinstance(metadata, dict):
+            metadata = {}
+        call_id = _clean(metadata, "call_id") or tracker.get_slot("call_id")
+        caller_number = _clean(metadata, "caller_number") or tracker.get_slot("caller_number")
+        events: list[EventType] = [
+            SessionStarted(),
+            SlotSet("call_id", call_id),
+            SlotSet("caller_number", caller_number),
+        ]
+        if (latest.get("intent") or {}).get("name") == "session_start":
+            kind = await self._record_call(caller_number, tracker.sender_id)
+            events.append(SlotSet("caller_kind", kind))
+            dispatcher.utter_message(response=GREETINGS.get(kind or "", "utter_greet"))
+        events.append(ActionExecuted("action_listen"))
+        return events
+
+    async def _record_call(self, caller_number: str | None, conversation: str) -> str | None:
+        """Count the call in the store: new, returning or existing caller (None: withheld number, or no
+        store)."""
+        if not caller_number:
+            return None
+        try:
+            record = await self.deps.store.record_call(caller_number)
+        except StoreError:
+            log.warning("could not record the call conversation=%s", conversation)
+            return None
+        return record.kind if record is not None else None
+
+
+class ActionOutOfScope(Action):
+    """One short answer, and what the bot can do for this kind of caller."""
+
+    def name(self) -> str:
+        return "action_out_of_scope"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
+        dispatcher.utter_message(response="utter_out_of_scope" if existing else "utter_out_of_scope_sales")
+        return []
+
+
+class ActionReferral(UsesDeps, Action):
+    """ "A friend recommended you": welcome them, and remember how they came to us."""
+
+    def name(self) -> str:
+        return "action_referral"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        try:
+            customer = await self.deps.store.find_customer_by_number(tracker.get_slot("caller_number"))
+            if customer is not None and customer.referral_source is None:
+                await self.deps.store.set_referral_source(customer.customer_id, "friend")
+        except StoreError:
+            log.warning("could not record the referral conversation=%s", tracker.sender_id)
+        dispatcher.utter_message(response="utter_referral")
+        return [SlotSet("referral", True)]

@@ -1,0 +1,169 @@
+"""Handing the call to a person: which skill, what the agent may see, and the line the caller hears.
+
+Every path that cannot go on ends here: the caller asked for a person (``requested``), was not understood
+twice in a row (``no-match``), could not be verified (``verification-failed``), calls from a number that is
+no customer's (``not-found``), or a backend failed (``technical``). The reasons and skills are the
+call-state vocabulary (:mod:`telephony.callstate`); the payload is built by
+:func:`actions.shared.handoff.handoff_payload`, the same builder the Rasa channel uses. Logs carry the
+conversation id and the reason only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.heard import current_task, intent_of
+from actions.shared.handoff import HANDOFF_LINES, handoff_payload, handoff_reason
+from actions.store import NEW, RETURNING
+from telephony.callstate import Reason, Skill
+
+log = logging.getLogger(__name__)
+
+MAX_MISUNDERSTANDINGS = 2
+
+SKILL_BY_TASK: Mapping[str, Skill] = {
+    "balance": Skill.BILLING,
+    "order_status": Skill.ORDERS,
+    "place_order": Skill.SALES,
+    "appointment": Skill.BOOKINGS,
+    "reschedule": Skill.BOOKINGS,
+    "cancel_appointment": Skill.BOOKINGS,
+    "ask_appointment": Skill.BOOKINGS,
+    "support": Skill.SUPPORT,
+    "incident_status": Skill.SUPPORT,
+}
+"""The skill each task needs; without a task, :attr:`Skill.GENERAL`, or :attr:`Skill.SALES` for new and
+returning callers (the seeds' sales focus)."""
+
+CONTEXT_SLOTS = (
+    "order_ref",
+    "product",
+    "quantity",
+    "booking_day",
+    "booking_time",
+    "booking_branch",
+    "offer_day",
+    "offer_time",
+    "offer_branch",
+    "problem",
+    "severity",
+    "callback_number",
+    "callback_when",
+    "referral",
+)
+"""Slots an agent may see in the handoff context (never the PIN or date of birth slots)."""
+
+
+def skill_for(tracker: Tracker) -> Skill:
+    """The skill the call needs: by its task, else by who is calling."""
+    skill = SKILL_BY_TASK.get(current_task(tracker) or "")
+    if skill is not None:
+        return skill
+    return Skill.SALES if tracker.get_slot("caller_kind") in (NEW, RETURNING) else Skill.GENERAL
+
+
+def handoff_context(tracker: Tracker) -> dict[str, Any]:
+    """What the bot learned, for the agent's screen: nothing about the account before verification."""
+    verified = bool(tracker.get_slot("verified"))
+    slots = {name: value for name in CONTEXT_SLOTS if (value := tracker.get_slot(name)) not in (None, False)}
+    return {
+        "call_id": tracker.get_slot("call_id"),
+        "caller_number": tracker.get_slot("caller_number"),
+        "verified": verified,
+        "customer_id": tracker.get_slot("customer_id") if verified else None,
+        "task": current_task(tracker),
+        "last_intent": intent_of(tracker),
+        "pin_attempts": int(tracker.get_slot("pin_attempts") or 0),
+        "caller_kind": tracker.get_slot("caller_kind"),
+        "slots": slots if verified else {},
+    }
+
+
+def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: Reason | str) -> list[EventType]:
+    """Say the handoff line for ``reason`` and emit the handoff payload; ends any active form.
+
+    A reason that is not a handoff reason becomes ``technical``.
+    """
+    why = handoff_reason(reason)
+    dispatcher.utter_message(response=HANDOFF_LINES[why])
+    payload = handoff_payload(why, skill_for(tracker), handoff_context(tracker))
+    dispatcher.utter_message(json_message={"handoff": payload})
+    log.info("handoff conversation=%s reason=%s", tracker.sender_id, why)
+    events: list[EventType] = [SlotSet("handoff_reason", why.value)]
+    if tracker.active_loop.get("name"):
+        events += [ActiveLoop(None), SlotSet("requested_slot", None)]
+    return events
+
+
+class ActionHandoff(Action):
+    """Hand the call to a person. The reason follows from how we got here."""
+
+    def name(self) -> str:
+        return "action_handoff"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        intent = intent_of(tracker)
+        reason = tracker.get_slot("handoff_reason")
+        if not reason:
+            if intent == "deny":
+                reason = Reason.VERIFICATION_FAILED  # only reached from the PIN prompt: "I don't know it"
+            elif intent == "nlu_fallback":
+                reason = Reason.NO_MATCH
+            else:
+                reason = Reason.REQUESTED  # asked for a person, or accepted our offer of one
+        return hand_off(dispatcher, tracker, reason)
+
+
+def consecutive_misunderstandings(events: list[dict[str, Any]]) -> int:
+    """Caller turns in a row, ending with the current one, that ``action_fallback`` answered.
+
+    The current turn counts (``action_fallback`` is running for it); earlier turns count while each was
+    answered by ``action_fallback``. A new session breaks the run.
+    """
+    count = 1
+    passed_current = False
+    fallback_in_turn = False
+    for event in reversed(events):
+        kind = event.get("event")
+        if kind in ("session_started", "restart"):
+            break
+        if kind == "action" and event.get("name") == "action_fallback":
+            fallback_in_turn = True
+        elif kind == "user":
+            if not passed_current:
+                passed_current = True
+            elif fallback_in_turn:
+                count += 1
+            else:
+                break
+            fallback_in_turn = False
+    return count
+
+
+class ActionFallback(Action):
+    """The caller was not understood: ask again once; the second time in a row, hand over."""
+
+    def name(self) -> str:
+        return "action_fallback"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        in_form = bool(tracker.active_loop.get("name"))
+        if consecutive_misunderstandings(tracker.events) >= MAX_MISUNDERSTANDINGS:
+            if in_form:
+                # The form ends on its next run and action_resume_task hands over.
+                return [SlotSet("handoff_reason", Reason.NO_MATCH.value)]
+            return hand_off(dispatcher, tracker, Reason.NO_MATCH)
+        # Inside a form the form repeats its question right after, so keep this one short.
+        dispatcher.utter_message(response="utter_rephrase_short" if in_form else "utter_rephrase")
+        return []

@@ -1,0 +1,91 @@
+"""What the caller said, read from the conversation: the intent, the task asked for, yes or no, a product.
+
+Tasks: each request that needs the caller's records is a *task* (``pending_task`` in ``nlu-data/domain.yml``
+maps each intent to one); the form that runs it keeps it in ``active_task``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rasa_sdk import Tracker
+
+from actions.store import Product
+
+TASK_INTENTS = {
+    "ask_balance": "balance",
+    "ask_order_status": "order_status",
+    "place_order": "place_order",
+    "book_appointment": "appointment",
+    "reschedule_appointment": "reschedule",
+    "cancel_appointment": "cancel_appointment",
+    "ask_appointment": "ask_appointment",
+    "report_problem": "support",
+    "ask_incident_status": "incident_status",
+}
+"""The task each request intent starts (as ``pending_task``'s mappings in the domain)."""
+
+_YES = frozenset("yes yeah yep yup sure correct right ok okay fine please absolutely definitely".split())
+_NO = frozenset("no nope nah not don't dont wrong never".split())
+
+
+def intent_of(tracker: Tracker) -> str | None:
+    """The intent of the caller's latest message."""
+    return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def confidence_of(tracker: Tracker) -> float:
+    """How sure the classifier is of that intent (0-1)."""
+    return float((tracker.latest_message.get("intent") or {}).get("confidence") or 0.0)
+
+
+def current_task(tracker: Tracker) -> str | None:
+    """The task under way: the one its form started with, else the one just asked for."""
+    return tracker.get_slot("active_task") or tracker.get_slot("pending_task")
+
+
+def task_text(tracker: Tracker) -> str:
+    """What the caller said when asking for the current task (empty for a keypad shortcut)."""
+    task = current_task(tracker)
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+        if TASK_INTENTS.get(intent or "") == task:
+            text = str(event.get("text") or "")
+            return "" if text.startswith("/") else text
+    return ""
+
+
+def yes_or_no(tracker: Tracker, text: Any) -> bool | None:
+    """The caller's yes or no: the classifier's affirm / deny first, then the words themselves."""
+    intent = intent_of(tracker)
+    if intent == "affirm":
+        return True
+    if intent == "deny":
+        return False
+    words = set(re.findall(r"[a-z']+", str(text or "").lower()))
+    if words & _NO:
+        return False
+    if words & _YES:
+        return True
+    return None
+
+
+def match_product(text: str, products: list[Product]) -> Product | None:
+    """The one catalogue product the words name ("the headset", "two screen protectors"), else ``None``."""
+    words = {w.rstrip("s") for w in re.findall(r"[a-z]+", text.lower())}
+    best: list[tuple[int, Product]] = []
+    for product in products:
+        name_words = [w.rstrip("s") for w in re.findall(r"[a-z]+", product.name.lower())]
+        distinctive = [w for w in name_words if len(w) > 3]
+        score = sum(1 for w in distinctive if w in words)
+        if score:
+            best.append((score, product))
+    if not best:
+        return None
+    best.sort(key=lambda pair: -pair[0])
+    if len(best) > 1 and best[0][0] == best[1][0]:
+        return None
+    return best[0][1]
