@@ -17,7 +17,7 @@ from actions.store import EXISTING, NEW, RETURNING, StoreError
 
 log = logging.getLogger(__name__)
 
-_METADATA_LIMITS = {"call_id": 64, "caller_number": 32}
+_METADATA_LIMITS = {"call_id": 64, "caller_number": 32, "language": 8}
 GREETINGS = {
     NEW: "utter_greet_new",
     RETURNING: "utter_greet_returning",
@@ -59,6 +59,7 @@ class ActionSessionStart(UsesDeps, Action):
             SessionStarted(),
             SlotSet("call_id", call_id),
             SlotSet("caller_number", caller_number),
+            SlotSet("language", _clean(metadata, "language") or tracker.get_slot("language") or "en"),
         ]
         if (latest.get("intent") or {}).get("name") == "session_start":
             kind = await self._record_call(caller_number, tracker.sender_id)

@@ -11,7 +11,6 @@ conversation id and the reason only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -19,71 +18,25 @@ from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.heard import current_task, intent_of
+from actions.heard import intent_of
+from actions.shared.context import call_context
+from actions.shared.context import skill_for as context_skill_for
 from actions.shared.handoff import HANDOFF_LINES, handoff_payload, handoff_reason
-from actions.store import NEW, RETURNING
 from telephony.callstate import Reason, Skill
 
 log = logging.getLogger(__name__)
 
 MAX_MISUNDERSTANDINGS = 2
 
-SKILL_BY_TASK: Mapping[str, Skill] = {
-    "balance": Skill.BILLING,
-    "order_status": Skill.ORDERS,
-    "place_order": Skill.SALES,
-    "appointment": Skill.BOOKINGS,
-    "reschedule": Skill.BOOKINGS,
-    "cancel_appointment": Skill.BOOKINGS,
-    "ask_appointment": Skill.BOOKINGS,
-    "support": Skill.SUPPORT,
-    "incident_status": Skill.SUPPORT,
-}
-"""The skill each task needs; without a task, :attr:`Skill.GENERAL`, or :attr:`Skill.SALES` for new and
-returning callers (the seeds' sales focus)."""
-
-CONTEXT_SLOTS = (
-    "order_ref",
-    "product",
-    "quantity",
-    "booking_day",
-    "booking_time",
-    "booking_branch",
-    "offer_day",
-    "offer_time",
-    "offer_branch",
-    "problem",
-    "severity",
-    "callback_number",
-    "callback_when",
-    "referral",
-)
-"""Slots an agent may see in the handoff context (never the PIN or date of birth slots)."""
-
 
 def skill_for(tracker: Tracker) -> Skill:
     """The skill the call needs: by its task, else by who is calling."""
-    skill = SKILL_BY_TASK.get(current_task(tracker) or "")
-    if skill is not None:
-        return skill
-    return Skill.SALES if tracker.get_slot("caller_kind") in (NEW, RETURNING) else Skill.GENERAL
+    return context_skill_for(tracker.get_slot)
 
 
 def handoff_context(tracker: Tracker) -> dict[str, Any]:
     """What the bot learned, for the agent's screen: nothing about the account before verification."""
-    verified = bool(tracker.get_slot("verified"))
-    slots = {name: value for name in CONTEXT_SLOTS if (value := tracker.get_slot(name)) not in (None, False)}
-    return {
-        "call_id": tracker.get_slot("call_id"),
-        "caller_number": tracker.get_slot("caller_number"),
-        "verified": verified,
-        "customer_id": tracker.get_slot("customer_id") if verified else None,
-        "task": current_task(tracker),
-        "last_intent": intent_of(tracker),
-        "pin_attempts": int(tracker.get_slot("pin_attempts") or 0),
-        "caller_kind": tracker.get_slot("caller_kind"),
-        "slots": slots if verified else {},
-    }
+    return call_context(tracker.get_slot, tracker.events)
 
 
 def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: Reason | str) -> list[EventType]:

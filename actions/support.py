@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -99,7 +99,7 @@ async def register_incident(
     else:
         said = callback_values(window.start, window.end, deps.now().date())
         dispatcher.utter_message(response="utter_incident_registered", ticket=ticket, **said)
-    return []
+    return [SlotSet("incident_priority", float(incident.priority))]
 
 
 async def tell_incident_status(

@@ -3,7 +3,7 @@
 The task is the one the form started with (``active_task``), even if the caller's later answers looked like
 other requests. To add a task: an intent, a ``pending_task`` value for it in ``nlu-data/domain.yml``, a form
 (or ``verify_form``) in the rules, its form's validation (a :class:`~actions.verify.TaskForm`), a skill in
-:data:`actions.handoff.SKILL_BY_TASK`, and what is done at its end in :data:`TASKS`.
+:data:`actions.shared.context.SKILL_BY_TASK`, and what is done at its end in :data:`TASKS`.
 """
 
 from __future__ import annotations

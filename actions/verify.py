@@ -34,6 +34,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
 from actions.heard import TASK_INTENTS, confidence_of, intent_of
+from actions.history import customer_history
 from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStashError, is_ref
 from actions.store import StoreError
 from telephony.callstate import Reason
@@ -248,6 +249,11 @@ class TaskForm(UsesDeps, FormValidationAction):
                 slot: None,
                 "verified": True,
                 "customer_id": customer.customer_id,
+                "customer_name": customer.name,
+                "loyalty_tier": customer.loyalty_tier,
+                "customer_history": await customer_history(
+                    self.deps.store, customer.customer_id, self.deps.now()
+                ),
                 "misses": 0,
             }
             _apply(tracker, result)

@@ -212,7 +212,17 @@ def texts(items: list[dict[str, Any]]) -> str:
 
 
 def customs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [item["custom"] for item in items if "custom" in item]
+    """The custom items of a reply, but the call's context (every reply carries one: see context_of)."""
+    return [item["custom"] for item in items if "custom" in item and "context" not in item["custom"]]
+
+
+def context_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The call's context a reply carries: exactly one, before anything is said."""
+    found = [i for i, item in enumerate(items) if "context" in item.get("custom", {})]
+    assert len(found) == 1, items
+    assert all("text" not in item for item in items[: found[0]]), "the context comes before the words"
+    context: dict[str, Any] = items[found[0]]["custom"]["context"]
+    return context
 
 
 def handoff(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,6 +385,39 @@ def test_three_wrong_pins_hand_over(stack: RasaStack, redis_client: redis.Redis)
     assert request["context"]["call_id"] == call.sender
     assert_pin_not_recorded(redis_client, call.sender, "1111", "one one one one")
     assert_pin_not_recorded(redis_client, call.sender, "3333", "three three three three")
+
+
+def test_every_turn_carries_the_calls_context(stack: RasaStack, redis_client: redis.Redis) -> None:
+    """From the first turn the reply says what the assistant knows, so the gateway can keep it as the call
+    goes; nothing about the account before verification, never the PIN."""
+    call = Call(stack, ADA["number"])
+    first = context_of(call.start())
+    assert first["call_id"] == call.sender and first["caller_number"] == ADA["number"]
+    assert first["language"] == "en" and first["caller_kind"] == "existing"
+    assert first["verified"] is False and first["customer"] is None and first["customer_id"] is None
+    assert first["history"] == {} and first["slots"] == {} and first["loyalty_tier"] is None
+
+    asked = context_of(call.say("um what's my balance"))
+    assert asked["task"] == "balance" and asked["skill"] == "billing"
+    assert asked["intents"][-1]["name"] == "ask_balance" and 0.3 < asked["intents"][-1]["confidence"] <= 1
+    assert asked["verified"] is False and asked["customer"] is None
+
+    wrong = context_of(call.say("one one one one"))
+    assert wrong["pin_attempts"] == 1 and wrong["verified"] is False
+
+    verified = context_of(call.say(ADA["spoken"]))
+    assert verified["verified"] is True and verified["verified_how"] == "pin"
+    assert verified["customer"]["name"] == "Ada Lovelace" and verified["customer"]["id"] == verified["customer_id"]
+    assert verified["loyalty_tier"] in ("none", "silver", "gold")
+    assert set(verified["history"]) == {"orders", "incidents", "bookings"}
+    assert verified["history"]["orders"], "Ada has orders in the demo store"
+
+    person = call.say("let me talk to a real person")
+    final = context_of(person)
+    assert final["handoff"] == {"reason": "requested", "skill": final["skill"]}
+    assert handoff(person)["context"]["customer"] == final["customer"]
+    seen = json.dumps([first, asked, wrong, verified, final])
+    assert ADA["pin"] not in seen and "4 7 1 9" not in seen and "1111" not in seen
 
 
 def test_unknown_number_is_handed_over_without_a_pin_prompt(stack: RasaStack) -> None:

@@ -42,10 +42,13 @@ Conversation contract with the gateway
   operator, a real person, or accepted our offer), ``no-match`` (not understood twice in a row),
   ``verification-failed`` (three failed checks, or neither PIN nor date of birth to give), ``not-found``
   (the calling number is not a customer's), ``technical`` (a backend or the assistant failed). ``S`` is
-  ``billing``, ``orders``, ``sales``, ``bookings``, ``support`` or ``general``. ``context`` holds
-  ``call_id``, ``caller_number``, ``verified``, ``customer_id`` (when verified), ``task``, ``last_intent``,
-  ``pin_attempts``, ``caller_kind`` and ``slots`` (what the task learned: order number, product, appointment,
-  problem, call-back) — never the PIN or the date of birth.
+  ``billing``, ``orders``, ``sales``, ``bookings``, ``support`` or ``general``. ``context`` is the call's
+  context (see **Context** below) — never the PIN or the date of birth.
+- **Context.** Every reply starts with ``{"custom": {"context": {...}}}`` (after ``input_redacted``, when
+  there is one): the call's context after the turn, built by :func:`actions.shared.context.call_context`
+  (who is calling, verified or not and how, the customer once verified, task and skill, the latest intents
+  with confidence, what the task learned, incident priority, handoff reason, language). The gateway keeps
+  it in the call's Redis record after every turn, so what was learned outlives the gateway.
 - **Fillers.** An utterance of fillers only ("uh", "hmm", "the") counts as not understood: Rasa gets
   ``/nlu_fallback`` and the words heard go into the turn's metadata as ``heard``.
 - **Replies** are at most two short sentences with one question.
@@ -77,6 +80,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from actions.shared.context import call_context
 from actions.shared.dob import looks_like_a_date, parse_dob
 from actions.shared.handoff import HANDOFF_LINES, Reason, Skill, handoff_payload
 from actions.shared.numerals import digits_from_speech
@@ -168,12 +172,14 @@ class AttendantInput(RestInput):
             if not collector.messages:
                 log.error("assistant had nothing to say sender=%s", sender)
                 return response.json(_technical_handoff(request, sender))
+            reply: list[dict[str, Any]] = []
             if text != heard and text.startswith("/inform_digits"):
                 # Tell the gateway this turn held a secret, so its own transcript masks it too.
-                return response.json(
-                    [{"recipient_id": sender, "custom": {"input_redacted": True}}, *collector.messages]
-                )
-            return response.json(collector.messages)
+                reply.append({"recipient_id": sender, "custom": {"input_redacted": True}})
+            context = await self._context(request, sender)
+            if context is not None:
+                reply.append({"recipient_id": sender, "custom": {"context": context}})
+            return response.json([*reply, *collector.messages])
 
         return bp
 
@@ -198,6 +204,21 @@ class AttendantInput(RestInput):
             except SecretStashError:
                 log.warning("could not put a secret aside sender=%s", sender)
         return "/inform_digits" + json.dumps({"secret_ref": ref})
+
+    async def _context(self, request: Request, sender: str) -> dict[str, Any] | None:
+        """The call's context after this turn (:func:`actions.shared.context.call_context`); ``None`` when
+        the tracker cannot be read (the turn's answer still goes out)."""
+        store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+        if store is None:
+            return None
+        try:
+            tracker = await store.retrieve(sender)
+            if tracker is None:
+                return None
+            return call_context(tracker.get_slot, (event.as_dict() for event in tracker.events))
+        except Exception:  # the context is a courtesy to the agent; the caller's turn must not fail on it
+            log.exception("could not build the call's context sender=%s", sender)
+            return None
 
     async def _asking_sensitive(self, request: Request, sender: str) -> str | None:
         """The sensitive slot being asked for right now, if any."""
