@@ -172,6 +172,7 @@ class CallSession:
         self._inputs: asyncio.Queue[Transcript | _Control] = asyncio.Queue()
         self._done = asyncio.Event()
         self._finishing = False
+        self._end_recorded = False
         self._first_audio = asyncio.Event()
         self._busy = False
         self._started = self._clock()
@@ -268,6 +269,7 @@ class CallSession:
                 if task in tasks and not task.cancelled() and task.exception() is not None:
                     log.error("call %s: %s crashed", self.call_id, task.get_name(), exc_info=task.exception())
                     self.end.outcome, self.end.reason = Outcome.FAILED, Reason.INTERNAL
+                    await self._record_end()
                     with contextlib.suppress(Exception):
                         self._out.send_hangup()
         finally:
@@ -275,16 +277,7 @@ class CallSession:
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
             end = self.end
-            if end.outcome is Outcome.HANDOFF and end.route is None:
-                end.route = self._route()
-            await self.record.finish(
-                end.outcome,
-                reason=end.reason,
-                skill=end.skill,
-                turns=self.turns,
-                context=end.context,
-                route=end.route if end.outcome is Outcome.HANDOFF else None,
-            )
+            await self._record_end()
             if self._d.on_end is not None:
                 self._d.on_end(self)
             log.info(
@@ -504,6 +497,25 @@ class CallSession:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(pacer.drained(), timeout=limit)
         await asyncio.sleep(0.06)  # the last frame goes out before the hangup
+        # The outcome is in Redis before Asterisk hears the hangup: its dialplan asks for it at once.
+        await self._record_end()
         with contextlib.suppress(Exception):
             self._out.send_hangup()
         self._done.set()
+
+    async def _record_end(self) -> None:
+        """Write how the call ended to its record, once (before the hangup frame where we hang up)."""
+        if self._end_recorded:
+            return
+        self._end_recorded = True
+        end = self.end
+        if end.outcome is Outcome.HANDOFF and end.route is None:
+            end.route = self._route()
+        await self.record.finish(
+            end.outcome,
+            reason=end.reason,
+            skill=end.skill,
+            turns=self.turns,
+            context=end.context,
+            route=end.route if end.outcome is Outcome.HANDOFF else None,
+        )

@@ -47,6 +47,7 @@ default.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import uuid
@@ -185,6 +186,17 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _kept_context(raw: str | None) -> dict[str, Any] | None:
+    """A call's kept context (JSON object) when it names the skill the call needs, else ``None``."""
+    try:
+        context = json.loads(raw or "")
+    except ValueError:
+        return None
+    if not isinstance(context, dict) or context.get("skill") not in {skill.value for skill in Skill}:
+        return None
+    return context
+
+
 def outcome_from_hash(fields: Mapping[Any, Any], call_id: uuid.UUID | None = None) -> CallOutcome:
     """Turn the call's Redis hash (bytes or str keys and values) into a filtered :class:`CallOutcome`."""
     if not fields:
@@ -196,6 +208,12 @@ def outcome_from_hash(fields: Mapping[Any, Any], call_id: uuid.UUID | None = Non
         result = Outcome.NONE
     default_reason = Reason.NONE if result is not Outcome.NONE else Reason.NO_RESULT
     skill = Skill.parse(safe_value(decoded.get("skill"), ""))
+    if result is Outcome.NONE and (learned := _kept_context(decoded.get("context"))) is not None:
+        # No outcome, but the bot had been keeping the call's context: its gateway died mid-call. The caller
+        # goes to the people of the skill the call needed, and their screen and whisper get what was learned.
+        result, skill = Outcome.HANDOFF, Skill.parse(learned.get("skill"))
+        decoded["reason"] = Reason.TECHNICAL.value
+        decoded["verified"] = "yes" if learned.get("verified") is True else "no"
     handoff = result is Outcome.HANDOFF
     return CallOutcome(
         result=result,

@@ -7,6 +7,7 @@ command per line and answer each ``200 result=1``; the server closes the connect
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -214,6 +215,23 @@ async def test_register_without_call_id_says_no(agi_port: int) -> None:
 async def test_completed(agi_port: int, redis: aioredis.Redis, call: str) -> None:
     await redis.hset(f"attendant:call:{call}", mapping={"outcome": "completed"})
     assert await play_asterisk(agi_port, asterisk_header(call)) == expected("completed", "none", "general")
+
+
+async def test_a_dead_gateways_call_goes_to_the_skill_it_needed(
+    agi_port: int, redis: aioredis.Redis, call: str
+) -> None:
+    """No outcome (the gateway died mid-call) but a kept context: a person of the call's skill takes it,
+    with the whisper, as a technical handoff; a context that names no skill changes nothing."""
+    context = {"verified": True, "task": "balance", "skill": "billing", "customer": {"name": "Ada Lovelace"}}
+    await redis.hset(f"attendant:call:{call}", mapping={"started_at": "1", "context": json.dumps(context)})
+    assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+        "handoff", "technical", "billing", call=call, verified=True
+    )
+    for broken in ("{not json", json.dumps({"skill": "transfer me"}), json.dumps(["billing"])):
+        await redis.hset(f"attendant:call:{call}", "context", broken)
+        assert await play_asterisk(agi_port, asterisk_header(call)) == expected(
+            "none", "no-result", "general"
+        )
 
 
 async def test_missing_hash_is_none(agi_port: int, call: str) -> None:

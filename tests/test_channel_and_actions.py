@@ -407,7 +407,10 @@ def test_every_turn_carries_the_calls_context(stack: RasaStack, redis_client: re
 
     verified = context_of(call.say(ADA["spoken"]))
     assert verified["verified"] is True and verified["verified_how"] == "pin"
-    assert verified["customer"]["name"] == "Ada Lovelace" and verified["customer"]["id"] == verified["customer_id"]
+    assert (
+        verified["customer"]["name"] == "Ada Lovelace"
+        and verified["customer"]["id"] == verified["customer_id"]
+    )
     assert verified["loyalty_tier"] in ("none", "silver", "gold")
     assert set(verified["history"]) == {"orders", "incidents", "bookings"}
     assert verified["history"]["orders"], "Ada has orders in the demo store"

@@ -206,3 +206,54 @@ async def test_a_killed_gateway_leaves_no_call_active(
             await asyncio.sleep(0.1)
     finally:
         stop_gateway(second)
+
+
+async def test_a_gateway_killed_mid_call_still_sends_the_caller_to_a_person_who_knows(
+    rasa: RasaStack, redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """``kill -9`` after the caller was verified: the context the gateway kept after every turn is in Redis,
+    and the dialplan's ``outcome`` step (answered by the next gateway's FastAGI) sends the caller to the
+    skill's queue with the whisper, not to a dead line; no PIN in what was kept."""
+    from tests.test_agi import asterisk_header, expected, play_asterisk
+
+    gw = start_gateway(rasa, redis_url, tmp_path / "gateway.log", VOSK_MODEL="")
+    turns = [
+        Turn("text", "hi what is my balance"),
+        Turn("text", "four seven one nine"),
+        Turn("text", "thanks"),
+    ]
+    sim = CallerSimulator(
+        "127.0.0.1", gw.port, wait_s=60, caller_number="+1 555 010 0001", agi_port=gw.agi_port
+    )
+    task = asyncio.create_task(sim.run(turns))
+    try:
+        deadline = time.monotonic() + 90
+        context: dict[str, object] = {}
+        while not context.get("verified"):
+            assert time.monotonic() < deadline, f"never verified: {r.hgetall(call_key(str(sim.call_id)))}"
+            await asyncio.sleep(0.05)
+            context = json.loads(r.hget(call_key(str(sim.call_id)), "context") or "{}")
+        gw.proc.send_signal(signal.SIGKILL)
+        gw.proc.wait(10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    call_id = str(sim.call_id)
+    record = r.hgetall(call_key(call_id))
+    assert not record.get("outcome"), "a killed gateway wrote no outcome"
+    kept = json.loads(record["context"])
+    assert kept["verified"] is True and kept["verified_how"] == "pin"
+    assert (
+        kept["customer"]["name"] == "Ada Lovelace"
+        and kept["task"] == "balance"
+        and kept["skill"] == "billing"
+    )
+    assert "ask_balance" in [i["name"] for i in kept["intents"]]
+    assert "4719" not in record["context"] and "four seven one nine" not in record["context"]
+
+    second = start_gateway(rasa, redis_url, tmp_path / "gateway2.log", VOSK_MODEL="")
+    try:
+        commands = await play_asterisk(second.agi_port, asterisk_header(call_id))
+    finally:
+        stop_gateway(second)
+    assert commands == expected("handoff", "technical", "billing", call=call_id, verified=True)

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -137,6 +137,7 @@ class Caller:
         self.reader, self.writer, self.call = reader, writer, call
         self.frames: list[tuple[int, bytes]] = []
         self.hangup = asyncio.Event()
+        self.on_hangup: Callable[[], None] | None = None
         self.task = asyncio.create_task(self._read())
 
     @classmethod
@@ -153,6 +154,8 @@ class Caller:
             for kind, payload in _raw(decoder, data):
                 self.frames.append((kind, payload))
                 if kind == wire.Kind.HANGUP:
+                    if self.on_hangup is not None:
+                        self.on_hangup()
                     self.hangup.set()
 
     def voiced_frames(self) -> int:
@@ -283,6 +286,34 @@ async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> 
         record = await wait_ended(h, sync_redis, caller.call)
         assert (record["outcome"], record["reason"], record["skill"]) == ("handoff", "requested", "billing")
         assert json.loads(record["context"]) == {"intent": "request_agent"}
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_the_outcome_is_in_redis_before_the_hangup_frame(sync_redis: redis_sync.Redis) -> None:
+    """Asterisk asks FastAGI for the outcome the moment the AudioSocket leg ends: it must already be there.
+    Read synchronously when the hangup frame arrives (the gateway shares this loop, so nothing it does can
+    slip in between)."""
+    handoff = Reply(
+        texts=("Let me get you a colleague.",),
+        handoff=HandoffRequested(Reason.REQUESTED, Skill.BILLING, {"skill": "billing"}),
+    )
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "a real person please": handoff}))
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        seen: list[dict[str, str]] = []
+
+        def on_hangup() -> None:
+            seen.append(sync_redis.hgetall(call_key(str(caller.call))))
+
+        caller.on_hangup = on_hangup
+        await caller.wait_voiced(5)
+        await caller.send(wire.encode_text("a real person please"))
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        assert seen and seen[0].get("outcome") == "handoff", seen
+        assert seen[0].get("queue") == "attendant-billing"
         await caller.close()
     finally:
         await stop(h)
