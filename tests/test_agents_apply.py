@@ -288,6 +288,36 @@ async def test_apply_sends_exactly_the_changes_and_a_second_apply_sends_nothing(
         assert {r.name for r in server.received[before:]} <= {"login", "events", "queuestatus", "logoff"}
 
 
+async def test_a_renamed_member_is_removed_and_added_again_still_paused(tmp_path: Path) -> None:
+    text = f"""\
+agents:
+  - id: alice
+    name: Alice Adams
+    interface: {ALICE}
+    skills: {{billing: 5}}
+  - id: bob
+    name: Bob
+    interface: {BOB}
+    state_interface: Custom:bob
+    skills: {{billing: 4}}
+"""
+    async with QueueAsterisk() as server:
+        status, out, err = await run_apply(server, text, tmp_path)
+        assert status == 0, err
+        assert changing(server) == [
+            {"Action": "QueueRemove", "Queue": BILLING, "Interface": ALICE},
+            {"Action": "QueueAdd", "Queue": BILLING, "Interface": ALICE, "Penalty": "0",
+             "MemberName": "Alice Adams", "Paused": "true", "Reason": "lunch"},
+        ]  # fmt: skip
+        alice = next(m for m in server.members if m.interface == ALICE)
+        assert (alice.name, alice.paused, alice.reason) == ("Alice Adams", 1, "lunch")
+        assert out.splitlines() == [
+            f"re-added Alice Adams ({ALICE}) to attendant-billing, penalty 0 "
+            "(member name 'Alice' -> 'Alice Adams')",
+            "0 added, 1 changed, 0 removed, 1 unchanged",
+        ]
+
+
 async def test_dry_run_prints_the_plan_and_sends_no_change(tmp_path: Path) -> None:
     async with QueueAsterisk() as server:
         status, out, _ = await run_apply(server, ROSTER_YAML, tmp_path, dry_run=True)
@@ -333,6 +363,19 @@ async def test_a_connection_dropped_mid_apply_adds_nobody_twice(tmp_path: Path) 
         assert server.of(BILLING) == {BOB: 2, "PJSIP/1001": 0}
         assert server.of("attendant-general") == {"PJSIP/1001": 1}
         assert out.splitlines()[-1] == "2 added, 1 changed, 1 removed, 0 unchanged"
+
+
+async def test_an_unreachable_asterisk_is_reported_and_nothing_sent(tmp_path: Path) -> None:
+    path = tmp_path / "agents.yml"
+    path.write_text(ROSTER_YAML, encoding="utf-8")
+    from bot.console.agents import load_agents
+
+    async with QueueAsterisk() as server:
+        server.reject(1000)  # every connection closed at once
+        err = io.StringIO()
+        status = await apply(load_agents(path), config(server), err=err, connect_timeout_s=0.3)
+        assert status == 1 and "cannot read the queues over AMI" in err.getvalue()
+        assert "nothing sent" in err.getvalue() and server.received == []
 
 
 # --- the command, as a supervisor runs it ---------------------------------------------------------------

@@ -284,6 +284,7 @@ async def apply(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
     client: AmiClient | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> int:
     """Read the queues, plan, apply (or print the plan); the exit status."""
     own = client is None
@@ -292,7 +293,7 @@ async def apply(
         client.start()
     try:
         try:
-            await client.wait_ready(CONNECT_TIMEOUT_S if own else config.action_timeout_s)
+            await client.wait_ready(connect_timeout_s)
             snapshot = await client.queue_status()
         except AmiError as exc:
             print(
