@@ -14,7 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from bot.console.agents import Agent, Roster, parse_agents
+import pytest
+
+from bot.console.agents import Agent, AgentsFileError, Roster, load_agents
 from bot.tools.agents import Kind, apply, plan_changes
 from telephony.ami import AmiClient
 from telephony.amiactions import QueueStatusSnapshot
@@ -165,33 +167,24 @@ def test_a_missing_skill_queue_is_a_problem_not_an_action() -> None:
     )
 
 
-def test_state_interface_is_validated_with_file_and_line() -> None:
-    data = {
-        "agents": [
-            {
-                "id": "a",
-                "name": "A",
-                "interface": "Local/1@x",
-                "state_interface": "PJSIP/1",
-                "skills": {"general": 3},
-            },
-            {
-                "id": "b",
-                "name": "B",
-                "interface": "PJSIP/2",
-                "state_interface": "bad one",
-                "skills": {"general": 3},
-            },
-        ]
-    }
-    try:
-        parse_agents(data, where="x.yml")
-    except ValueError as exc:
-        assert "state_interface 'bad one' must look like" in str(exc)
-    else:
-        raise AssertionError("refused nothing")
-    data["agents"].pop()
-    assert parse_agents(data).agents[0].state_interface == "PJSIP/1"
+def test_state_interface_is_validated_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "agents.yml"
+    path.write_text(
+        "agents:\n"
+        "  - id: a\n    name: A\n    interface: Local/1@x\n    state_interface: PJSIP/1\n"
+        "    skills: {general: 3}\n"
+        "  - id: b\n    name: B\n    interface: PJSIP/2\n    state_interface: bad one\n"
+        "    skills: {general: 3}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(AgentsFileError) as refused:
+        load_agents(path)
+    assert refused.value.problems == (
+        f"{path}:10: agent 'b': state_interface 'bad one' must look like Tech/resource (PJSIP/1001) or "
+        "Custom:name",
+    )
+    path.write_text(path.read_text().replace("bad one", "Custom:b"), encoding="utf-8")
+    assert [a.state_interface for a in load_agents(path)] == ["PJSIP/1", "Custom:b"]
 
 
 # --- on the wire ----------------------------------------------------------------------------------------
@@ -218,8 +211,6 @@ agents:
 async def run_apply(server: QueueAsterisk, text: str, tmp_path: Path, **kw: bool) -> tuple[int, str, str]:
     path = tmp_path / "agents.yml"
     path.write_text(text, encoding="utf-8")
-    from bot.console.agents import load_agents
-
     roster = load_agents(path)
     client = AmiClient(config(server), sleep=Sleeps(), draw=lambda: 0.0)
     client.start()
@@ -368,8 +359,6 @@ async def test_a_connection_dropped_mid_apply_adds_nobody_twice(tmp_path: Path) 
 async def test_an_unreachable_asterisk_is_reported_and_nothing_sent(tmp_path: Path) -> None:
     path = tmp_path / "agents.yml"
     path.write_text(ROSTER_YAML, encoding="utf-8")
-    from bot.console.agents import load_agents
-
     async with QueueAsterisk() as server:
         server.reject(1000)  # every connection closed at once
         err = io.StringIO()
