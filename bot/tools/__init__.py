@@ -1,4 +1,5 @@
-"""The tooling around the bot, no part of a call: what `make run`, `make model`, `make nlu-check` and `make agents` run.
+"""The tooling around the bot, no part of a call: what `make run`, `make model`, `make nlu-check` and
+`make agents` run.
 
 - :mod:`bot.tools.launch` — ``make run``: Redis, the Vosk model, Rasa and the action server, the gateway.
 - :mod:`bot.tools.stack` — :class:`~bot.tools.stack.RasaStack`, Rasa and the action server as child processes.
