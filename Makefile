@@ -19,7 +19,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	  $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$c; break; }; \
 	done)
 
-.PHONY: help run test venv model seed lint bench clean nlu-check browser
+.PHONY: help run test venv model seed lint bench clean nlu-check browser agents
 
 help:
 	@echo "make run    install what is missing, train if the data changed, start Redis (if none), Rasa,"
@@ -27,6 +27,7 @@ help:
 	@echo "make test   run the test suite (real Vosk, Piper, Rasa and Redis)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  latency and CPU figures (see bench/)"
+	@echo "make agents apply telephony/agents.yml to Asterisk's queues over AMI (ARGS=--dry-run to preview)"
 
 $(STAMP): requirements.lock
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -82,6 +83,9 @@ test: model browser
 
 nlu-check: venv
 	$(PY) -m bot.tools.nlucheck
+
+agents: venv
+	$(PY) -m bot.tools.agents apply $(ARGS)
 
 lint: venv
 	$(PY) -m ruff check .

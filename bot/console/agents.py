@@ -37,13 +37,24 @@ TOKENS_FILE = REPO_ROOT / ".run" / "agent-tokens.json"
 AGENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 INTERFACE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}/[A-Za-z0-9][A-Za-z0-9_.@+:-]{0,79}")
 """``Tech/resource`` as a queue member interface: PJSIP/1001, SIP/alice, IAX2/..., Local/1001@agents."""
+STATE_INTERFACE = re.compile(rf"{INTERFACE.pattern}|Custom:[A-Za-z0-9_.@+-]{{1,80}}")
+"""Where a member's device state comes from: an interface, or a custom device state (``Custom:maya``)."""
 MEMBER_NAME = re.compile(r"[^|\x00-\x1f\x7f]{1,64}")
 """What Asterisk shows as MemberName and writes into queue_log's agent column: no ``|``, no control chars."""
 LANGUAGE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})?")
 TOKEN_SHA256 = re.compile(r"[0-9a-f]{64}")
 PROFICIENCY_MIN, PROFICIENCY_MAX = 1, 5
 DEFAULT_LABELS = ("Resolved", "Follow-up needed", "Transferred", "Callback promised", "Wrong number")
-_FIELDS = {"id", "name", "interface", "member_name", "skills", "languages", "token_sha256"}
+_FIELDS = {
+    "id",
+    "name",
+    "interface",
+    "state_interface",
+    "member_name",
+    "skills",
+    "languages",
+    "token_sha256",
+}
 
 
 class AgentsFileError(ValueError):
@@ -94,6 +105,9 @@ class Agent:
     """Hex sha256 of the login token; None until :meth:`Roster.with_token_hashes` gives one."""
     line: int = 0
     """Where the entry starts in the agents file."""
+    state_interface: str | None = None
+    """``StateInterface`` of the queue member (device state of a ``Local/`` member's phone, or ``Custom:x``);
+    None: Asterisk uses :attr:`interface`."""
 
     def proficiency(self, skill: Skill) -> int | None:
         """1-5, or None without the skill."""
@@ -255,6 +269,14 @@ def _agent(entry: Any, index: int, lines: _Lines, problem: Any) -> Agent | None:
     interface = entry.get("interface")
     if not isinstance(interface, str) or not INTERFACE.fullmatch(interface):
         bad("interface", f"interface {interface!r} must look like Tech/resource, e.g. PJSIP/1001")
+    state_interface = entry.get("state_interface")
+    if state_interface is not None and (
+        not isinstance(state_interface, str) or not STATE_INTERFACE.fullmatch(state_interface)
+    ):
+        bad(
+            "state_interface",
+            f"state_interface {state_interface!r} must look like Tech/resource (PJSIP/1001) or Custom:name",
+        )
     member_name = entry.get("member_name", name)
     if not isinstance(member_name, str) or not MEMBER_NAME.fullmatch(member_name):
         bad("member_name", "member_name must be 1-64 characters without '|' or line breaks")
@@ -288,6 +310,7 @@ def _agent(entry: Any, index: int, lines: _Lines, problem: Any) -> Agent | None:
         languages=tuple(languages),
         token_sha256=token.lower() if token else None,
         line=at,
+        state_interface=state_interface if isinstance(state_interface, str) else None,
     )
 
 
