@@ -192,7 +192,9 @@ async def test_no_answer_is_retried_after_the_back_off_then_given_up_with_the_re
             sent = await s.server.wait_action("originate", attempt)
             assert sent.get("ChannelId") == req
             action_id = sent.get("ActionID") or ""
-            await ast.broadcast(*(e.replace(b"ActionID: \r\n", f"ActionID: {action_id}\r\n".encode()) for e in events))
+            await ast.broadcast(
+                *(e.replace(b"ActionID: \r\n", f"ActionID: {action_id}\r\n".encode()) for e in events)
+            )
             await steps(d)
             st = await state(redis, names, req)
             if attempt < 3:
@@ -207,7 +209,8 @@ async def test_no_answer_is_retried_after_the_back_off_then_given_up_with_the_re
         await steps(d, n=3)
         clock.t += 3600
         await steps(d, n=2)
-        print(f"\nretry: attempts {len(ast.originates())}, reasons {st['reason_1']}, {st['reason_2']}, {st['reason_3']}")
+        reasons = ", ".join(st[f"reason_{n}"] for n in (1, 2, 3))
+        print(f"\nretry: attempts {len(ast.originates())}, reasons {reasons}")
         assert len(ast.originates()) == 3
         await d.close()
 
@@ -294,7 +297,9 @@ async def test_the_callback_leg_pops_the_original_call_on_the_console() -> None:
     Variable): the DeskFeed offers the original call's context, no console code of its own."""
     clock = FakeClock(T0)
     roster = Roster(
-        agents=(Agent("alice", "Alice", "Local/alice@agent-answer-2s", "Alice", ((Skill.BILLING, 5),), ("en",)),),
+        agents=(
+            Agent("alice", "Alice", "Local/alice@agent-answer-2s", "Alice", ((Skill.BILLING, 5),), ("en",)),
+        ),
         dispositions=DEFAULT_DISPOSITIONS,
     )
     async with asterisk(clock) as ast:
@@ -307,7 +312,7 @@ async def test_the_callback_leg_pops_the_original_call_on_the_console() -> None:
         assert seen == [Offered("alice", CALL, BILLING, f"{req};2", T0)]
 
 
-# --- restarts and two gateways -------------------------------------------------------------------------------
+# --- restarts and two gateways ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("outcome_seen", [True, False], ids=["outcome-seen", "outcome-lost"])
@@ -332,7 +337,8 @@ async def test_a_gateway_killed_mid_dial_and_restarted_dials_exactly_once(
         assert len(ast.originates()) == 1
         if outcome_seen:  # Asterisk broadcasts the outcome of the first gateway's originate
             await ast.broadcast(
-                originate_response(sent.get("ActionID") or "", req, BILLING, 4), dial_end(req, BILLING, "ANSWER")
+                originate_response(sent.get("ActionID") or "", req, BILLING, 4),
+                dial_end(req, BILLING, "ANSWER"),
             )
             await steps(d2)
             assert (await state(redis, names, req))["state"] == "connected"
@@ -346,12 +352,15 @@ async def test_a_gateway_killed_mid_dial_and_restarted_dials_exactly_once(
             assert (st["state"], st["last_reason"]) == ("failed", "outcome-unknown")
         clock.t += 3600
         await steps(d2, n=2)
-        print(f"\nrestart mid-dial ({'outcome seen' if outcome_seen else 'outcome lost'}): originates {len(ast.originates())}")
+        seen = "outcome seen" if outcome_seen else "outcome lost"
+        print(f"\nrestart mid-dial ({seen}): originates {len(ast.originates())}")
         assert len(ast.originates()) == 1 and await pending(redis, names) == 0
         await d2.close()
 
 
-async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(redis: aioredis.Redis, names: Names) -> None:
+async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(
+    redis: aioredis.Redis, names: Names
+) -> None:
     clock = FakeClock(T0)
     rng = random.Random(11)
     rounds, per_round = 50, 3
@@ -369,7 +378,10 @@ async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(redis: aior
             await d.step()
 
         for _ in range(rounds):
-            mine = [await request(redis, names, clock, entered=clock.t - rng.random() * 300) for _ in range(per_round)]
+            mine = [
+                await request(redis, names, clock, entered=clock.t - rng.random() * 300)
+                for _ in range(per_round)
+            ]
             requested += mine
             for _ in range(rng.randint(2, 4)):
                 await asyncio.gather(*(jittered(d) for d in rng.sample(ds, 2)))
@@ -379,7 +391,8 @@ async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(redis: aior
             for req in mine:
                 sent = by_request[req]
                 await ast.broadcast(
-                    originate_response(sent.get("ActionID") or "", req, BILLING, 4), dial_end(req, BILLING, "ANSWER")
+                    originate_response(sent.get("ActionID") or "", req, BILLING, 4),
+                    dial_end(req, BILLING, "ANSWER"),
                 )
             for _ in range(2):
                 await asyncio.gather(*(jittered(d) for d in ds))
@@ -400,11 +413,11 @@ async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(redis: aior
             await d.close()
 
 
-# --- Redis restart with AOF ----------------------------------------------------------------------------------
+# --- Redis restart with AOF ------------------------------------------------------------------------------
 
 
 async def _start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting a server: returns at once
         [
             shutil.which("redis-server") or "redis-server",
             "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),

@@ -205,8 +205,11 @@ class Dispatcher:
             self._unsubscribe()
             self._unsubscribe = None
         tasks = [t for t in (self._task, *self._dials.values()) if t is not None]
-        for task in tasks:
-            task.cancel()
+        while any(not t.done() for t in tasks):
+            # Python 3.10's wait_for swallows a cancel that arrives as its inner future completes: again.
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=0.05)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
