@@ -56,7 +56,7 @@ def member_status(queue: str, name: str, interface: str, *, status: int = 1, pau
 
 
 def local_leg(queue: str, half: int) -> str:
-    return f"Local/{queue}@attendant-callback-agent-0000c0b1;{half}"
+    return f"Local/queue@attendant-callback-agent-0000c0b1;{half}"
 
 
 def originate_response(action_id: str, request: str, queue: str, reason: int) -> bytes:
@@ -65,7 +65,7 @@ def originate_response(action_id: str, request: str, queue: str, reason: int) ->
     ``Data``); an originate to a context carries ``Context``/``Exten`` there instead (manager.c)."""
     captured = {4: "a03", 3: "a06", 5: "a07", 0: "a08"}[reason]
     block = _stream_block(ORIGINATE, "OriginateResponse", ActionID=captured)
-    channel = local_leg(queue, 1) if reason == 4 else f"Local/{queue}@attendant-callback-agent"
+    channel = local_leg(queue, 1) if reason == 4 else "Local/queue@attendant-callback-agent"
     block = edit(block, ActionID=action_id, Uniqueid=request, Channel=channel)
     block = block.replace(
         b"Application: Wait\r\nData: 20\r\n", b"Context: attendant-callback-customer\r\nExten: s\r\n"

@@ -149,11 +149,12 @@ async def test_an_agent_frees_then_one_originate_agent_first_then_connected(
         await steps(d)
         sent = await s.server.wait_action("originate")
         assert sent.get("ChannelId") == req
-        assert sent.get("Channel") == f"Local/{BILLING}@attendant-callback-agent"  # agent first
+        assert sent.get("Channel") == "Local/queue@attendant-callback-agent"  # agent first: Queue()
         assert sent.get("Context") == "attendant-callback-customer" and sent.get("Async") == "true"
         variables = [v for k, v in sent.headers if k == "Variable"]
         assert f"ATTENDANT_UUID={CALL}" in variables and f"ATTENDANT_CALLBACK={req}" in variables
         assert "QUEUE_PRIO=0" in variables and "ATTENDANT_CB_NUMBER=+15550100009" in variables
+        assert f"ATTENDANT_CB_QUEUE={BILLING}" in variables
         st = await state(redis, names, req)
         assert (st["state"], st["attempt"], st["owner"]) == ("dialling", "1", "gw-1")
         await steps(d, n=3)

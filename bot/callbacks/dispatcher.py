@@ -14,14 +14,14 @@ When a request may be dialled::
 Dialling, agent first (sample dialplan: ``telephony/asterisk/extensions.conf``, ``[attendant-callback-agent]``
 and ``[attendant-callback-customer]``)::
 
-    Originate  Channel: Local/<queue>@attendant-callback-agent   the ;2 half runs Queue(<queue>) with
+    Originate  Channel: Local/queue@attendant-callback-agent     the ;2 half runs Queue(<queue>) with
                ChannelId: <request id>                           QUEUE_PRIO = the request's priority and
                Context: attendant-callback-customer, Exten: s    position 1 (ahead of its own priority, behind
                Async: true, Timeout: agent ring time             higher ones): app_queue picks the agent,
                Variable: ATTENDANT_CALLBACK, _ATTEMPT,           AgentCalled pops the console (ATTENDANT_UUID
                          ATTENDANT_UUID (the original call),     = the original call), the whisper says whose
                          ATTENDANT_WHISPER, ATTENDANT_CB_NUMBER, callback it is; when the agent answers, the
-                         QUEUE_PRIO                              ;1 half answers and dials the customer.
+                         ATTENDANT_CB_QUEUE, QUEUE_PRIO          ;1 half answers and dials the customer.
 
 Outcomes, from the events every AMI session reading ``call`` receives (so any gateway can settle any
 request)::
@@ -421,6 +421,7 @@ class Dispatcher:
             "ATTENDANT_CALLBACK_ATTEMPT": str(n),
             "ATTENDANT_UUID": req.call,
             "ATTENDANT_CB_NUMBER": req.number,
+            "ATTENDANT_CB_QUEUE": req.queue,
             "QUEUE_PRIO": str(req.priority),
         }
         with contextlib.suppress(ValueError):
@@ -429,7 +430,7 @@ class Dispatcher:
         try:
             self.sent += 1
             response = await self._ami.originate(
-                f"Local/{req.queue}@{AGENT_CONTEXT}",
+                f"Local/queue@{AGENT_CONTEXT}",
                 intent=f"callback:{req.request}:{n}",
                 channel_id=req.request,
                 context=CUSTOMER_CONTEXT,
@@ -438,8 +439,13 @@ class Dispatcher:
                 variables=variables,
                 ring_timeout_ms=int(self.settings.agent_ring_s * 1000),
             )
-        except AmiNotConnected:
-            self.sent -= 1  # nothing was written: the attempt did not happen
+        except (AmiNotConnected, AmiActionError) as exc:
+            # Nothing was dialled: not connected (nothing written), or refused (e.g. the AMI user lacks write
+            # class 'originate': a configuration error, so the request waits for it until it expires).
+            self.sent -= 1
+            refused = isinstance(exc, AmiActionError)
+            if refused:
+                log.error("callback %s: Originate refused: %s", req.request, exc)
             now = self._clock()
             await self._store.move(
                 key,
@@ -447,13 +453,10 @@ class Dispatcher:
                 "retry",
                 expect_attempt=n,
                 attempt=n - 1,
-                next_at=f"{now:.3f}",
-                last_reason="not-sent",
+                next_at=f"{now + (self.settings.retry_s if refused else 0):.3f}",
+                last_reason="originate-refused" if refused else "not-sent",
                 updated=f"{now:.3f}",
             )
-        except AmiActionError as exc:  # refused (e.g. no 'originate' write class): nothing dialled
-            log.error("callback %s: Originate refused: %s", req.request, exc.message)
-            await self._attempt_failed(req.request, "originate-refused", self._clock(), attempt=n)
         except AmiError as exc:  # sent, answer lost: the events or outcome_s decide
             log.warning("callback %s: attempt %d unconfirmed (%s)", req.request, n, type(exc).__name__)
         else:

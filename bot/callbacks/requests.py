@@ -36,6 +36,7 @@ STATE_PREFIX = "attendant:callback:"
 NUMBER = re.compile(r"\+?[0-9]{3,20}")
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 QUEUE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class CallbackError(ValueError):
@@ -72,8 +73,10 @@ class CallbackRequest:
             raise CallbackError("number: not '+' and 3-20 digits")
         if not QUEUE.fullmatch(self.queue):
             raise CallbackError("queue: not a queue name")
-        if not self.call or any(c in self.call for c in "\r\n\0"):
-            raise CallbackError("call: missing")
+        if not CALL_ID.fullmatch(self.call):
+            raise CallbackError("call: not a call id")
+        if self.language and not re.fullmatch(r"[a-z]{2}(-[A-Z]{2})?", self.language):
+            raise CallbackError("language: not a language code")
 
     def fields(self) -> dict[str, str]:
         return {
