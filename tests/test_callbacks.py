@@ -5,6 +5,7 @@ AMI servers: every ``Originate`` any gateway sent."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import subprocess
@@ -16,11 +17,14 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from actions.shared.paths import NLU_DATA
 from bot.callbacks import CallbackSettings, Dispatcher, QuietHours, state_key, submit
 from bot.callbacks.requests import AlwaysOpen
 from bot.console.agents import DEFAULT_DISPOSITIONS, Agent, Roster
 from bot.console.asterisk import DeskFeed
 from bot.console.desk import Offered
+from bot.prompts import Prompts
+from bot.whisper import brief
 from telephony.ami import AmiClient, AmiConfig
 from telephony.callstate import Skill
 from telephony.queues import QueueModel
@@ -85,6 +89,7 @@ def dispatcher(
         clock=clock,
         stream=names.stream,
         state_prefix=names.prefix,
+        call_record=lambda call: f"{names.prefix}call:{call}",
         **kw,  # type: ignore[arg-type]
     )
     d.listen()
@@ -138,6 +143,7 @@ async def test_an_agent_frees_then_one_originate_agent_first_then_connected(
     async with asterisk(clock) as ast:
         s = await ast.session()
         d = dispatcher(redis, s, names, clock, "gw-1")
+        await redis.hset(f"{names.prefix}call:{CALL}", "skill", "billing")  # the original call's record
         req = await request(redis, names, clock)
         await steps(d, n=3)
         assert ast.originates() == []  # nobody logged in: nothing dialled
@@ -155,6 +161,8 @@ async def test_an_agent_frees_then_one_originate_agent_first_then_connected(
         assert f"ATTENDANT_UUID={CALL}" in variables and f"ATTENDANT_CALLBACK={req}" in variables
         assert "QUEUE_PRIO=0" in variables and "ATTENDANT_CB_NUMBER=+15550100009" in variables
         assert f"ATTENDANT_CB_QUEUE={BILLING}" in variables
+        assert "ATTENDANT_WHISPER=00000000-0000-8000-8000-000000000001" in variables  # the call's whisper leg
+        assert await redis.hget(f"{names.prefix}call:{CALL}", "callback") == req.encode()  # "Callback: ..."
         st = await state(redis, names, req)
         assert (st["state"], st["attempt"], st["owner"]) == ("dialling", "1", "gw-1")
         await steps(d, n=3)
@@ -311,6 +319,21 @@ async def test_the_callback_leg_pops_the_original_call_on_the_console() -> None:
         req = uuid.uuid4().hex
         await ast.broadcast(agent_called(req, CALL, BILLING))
         assert seen == [Offered("alice", CALL, BILLING, f"{req};2", T0)]
+
+
+def test_the_whisper_of_a_callback_says_so() -> None:
+    words = Prompts.load(NLU_DATA / "prompts.yml").whisper
+    record = {
+        "skill": "billing",
+        "ended_at": str(T0 - 7200),
+        "context": json.dumps({"verified": True, "customer": {"name": "Ada Lovelace"}, "task": "balance"}),
+    }
+    plain = brief(record, words, now=T0)
+    callback = brief({**record, "callback": uuid.uuid4().hex}, words, now=T0)
+    print(f"\nwhisper: {plain!r} -> {callback!r}")
+    assert callback.startswith("Callback: Verified customer Ada Lovelace, billing, asks about their balance")
+    assert callback.endswith("asked one hundred twenty minutes ago.")
+    assert not plain.startswith("Callback")
 
 
 # --- restarts and two gateways ---------------------------------------------------------------------------

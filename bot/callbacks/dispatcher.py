@@ -97,7 +97,7 @@ from bot.callbacks.requests import (
 from bot.callbacks.store import TERMINAL, WAITING, StateStore
 from telephony.amiactions import AmiActionError, AmiError, AmiNotConnected
 from telephony.amievents import AmiEvent, DeviceState, DialEnd, Hangup, OriginateReason, OriginateResponse
-from telephony.callstate import whisper_uuid
+from telephony.callstate import call_key, whisper_uuid
 from telephony.queues import QueueModel
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,10 @@ class Dispatcher:
         stream: str = STREAM_KEY,
         group: str = GROUP,
         state_prefix: str = STATE_PREFIX,
+        call_record: Callable[[str], str] = call_key,
     ) -> None:
         self._r = redis
+        self._call_record = call_record
         self._ami = ami
         self._model = model
         self.consumer = consumer
@@ -426,6 +428,10 @@ class Dispatcher:
         }
         with contextlib.suppress(ValueError):
             variables["ATTENDANT_WHISPER"] = str(whisper_uuid(uuid.UUID(req.call)))
+        record = self._call_record(req.call)
+        with contextlib.suppress(RedisError, OSError):  # the whisper then says the plain brief
+            if await self._r.exists(record):  # tells the whisper it is this call's callback
+                await self._r.hset(record, "callback", req.request)
         log.info("callback %s (call %s): attempt %d, agent first in %s", req.request, req.call, n, req.queue)
         try:
             self.sent += 1
