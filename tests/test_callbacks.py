@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from actions.shared.paths import NLU_DATA
 from bot.callbacks import CallbackSettings, Dispatcher, QuietHours, state_key, submit
 from bot.callbacks.requests import AlwaysOpen
+from bot.config import Config, ConfigError
 from bot.console.agents import DEFAULT_DISPOSITIONS, Agent, Roster
 from bot.console.asterisk import DeskFeed
 from bot.console.desk import Offered
@@ -275,6 +276,27 @@ async def test_a_request_outside_calling_hours_waits_for_the_window(
         await steps(d)
         assert (await s.server.wait_action("originate")).get("ChannelId") == later
         await d.close()
+
+
+def test_settings_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "ATTENDANT_CALLBACK_ATTEMPTS": "5",
+            "ATTENDANT_CALLBACK_RETRY_S": "120",
+            "ATTENDANT_CALLBACK_QUIET": "22:00-07:30",
+        }
+    )
+    assert config.callbacks is not None
+    assert (config.callbacks.attempts, config.callbacks.retry_s, config.callbacks.expiry_s) == (
+        5,
+        120.0,
+        86400.0,
+    )
+    assert Config.from_env({"ATTENDANT_CALLBACKS": "off"}).callbacks is None
+    with pytest.raises(ConfigError, match="ATTENDANT_CALLBACK_RETRY_S"):
+        Config.from_env({"ATTENDANT_CALLBACK_RETRY_S": "soon"})
+    with pytest.raises(ConfigError, match="quiet time"):
+        Config.from_env({"ATTENDANT_CALLBACK_QUIET": "late"})
 
 
 def test_quiet_hours_across_midnight() -> None:

@@ -222,6 +222,8 @@ class Dispatcher:
                 await self.step()
             except (RedisError, OSError) as exc:
                 log.warning("callbacks: redis trouble (%s); trying again", type(exc).__name__)
+            except Exception:  # a bug must not stop callbacks for good: logged, and the next pass runs
+                log.exception("callbacks: pass failed")
             self._wake.clear()
             waker = asyncio.create_task(self._wake.wait())
             sleeper = asyncio.ensure_future(self._sleep(self.settings.poll_s))
@@ -259,6 +261,11 @@ class Dispatcher:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        # Consumers of gateways long gone (a name per process) with nothing pending are dropped.
+        for consumer in await self._r.xinfo_consumers(self.stream, self.group):
+            name = _s(consumer.get("name", ""))
+            if name != self.consumer and not consumer.get("pending") and consumer.get("idle", 0) > 86400000:
+                await self._r.xgroup_delconsumer(self.stream, self.group, name)
         self._grouped = True
 
     async def _take(self, now: float) -> None:
