@@ -176,6 +176,8 @@ async def test_an_agent_frees_then_one_originate_agent_first_then_connected(
         await steps(d)
         assert (await state(redis, names, req))["state"] == "connected"
         assert await pending(redis, names) == 0 and req not in d.held
+        record = await redis.hgetall(f"{names.prefix}call:{CALL}")  # the outcome in the call's record
+        assert record[b"callback_outcome"] == b"connected" and record[b"callback_attempts"] == b"1"
         await ast.broadcast(hangup(req, BILLING))
         await steps(d)
         assert (await state(redis, names, req))["state"] == "done"

@@ -320,9 +320,25 @@ class Dispatcher:
         await pipe.execute()
 
     async def _release(self, request: str, state: Mapping[str, str]) -> None:
-        """The request is terminal: acknowledge its entry, forget it."""
+        """The request is terminal: its outcome goes to the original call's record, its entry is
+        acknowledged, and it is forgotten."""
         held = self._held.pop(request, None)
         entry = held.entry if held is not None else state.get("entry")
+        final = await self._store.read(state_key(request, self._prefix))
+        call = final.get("call", "")
+        if call and final.get("state") in TERMINAL:
+            record = self._call_record(call)
+            with contextlib.suppress(RedisError, OSError):
+                if await self._r.exists(record):
+                    await self._r.hset(
+                        record,
+                        mapping={
+                            "callback": request,
+                            "callback_outcome": final.get("state", ""),
+                            "callback_reason": final.get("last_reason", ""),
+                            "callback_attempts": final.get("attempt", "0"),
+                        },
+                    )
         if entry:
             await self._finish_entry(entry)
 
