@@ -41,11 +41,14 @@ def edit(data: bytes, **values: str) -> bytes:
     return b"\r\n".join(lines)
 
 
-def member_status(queue: str, name: str, interface: str, *, status: int = 1, paused: int = 0) -> bytes:
+def member_status(
+    queue: str, name: str, interface: str, *, status: int = 1, paused: int = 0, last_call: int = 0
+) -> bytes:
     """``QueueMemberStatus`` (queue-answered, Alice's first)."""
     block = _stream_block(ANSWERED, "QueueMemberStatus")
     return edit(
         block,
+        LastCall=str(last_call),
         Queue=queue,
         MemberName=name,
         Interface=interface,
@@ -95,9 +98,18 @@ def hangup(request: str, queue: str) -> bytes:
     return edit(block, Channel=local_leg(queue, 1), Uniqueid=request, Linkedid=request)
 
 
-def agent_called(request: str, call: str, queue: str) -> bytes:
-    """``AgentCalled`` for the callback's queue leg (;2) carrying the original call's ATTENDANT_UUID."""
-    block = _stream_block(ANSWERED, "AgentCalled")
+def agent_called(
+    request: str,
+    call: str,
+    queue: str,
+    interface: str = "Local/alice@agent-answer-2s",
+    name: str = "Alice",
+    *,
+    event: str = "AgentCalled",
+) -> bytes:
+    """``AgentCalled`` (or ``AgentConnect``, ``AgentComplete``: queue-answered's) for the callback's queue leg
+    (;2) carrying the original call's ATTENDANT_UUID."""
+    block = _stream_block(ANSWERED, event)
     return edit(
         block,
         Channel=local_leg(queue, 2),
@@ -105,6 +117,8 @@ def agent_called(request: str, call: str, queue: str) -> bytes:
         Linkedid=request,
         ChanVariable=f"ATTENDANT_UUID={call}",
         Queue=queue,
+        Interface=interface,
+        MemberName=name,
     )
 
 

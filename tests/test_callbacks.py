@@ -461,6 +461,50 @@ async def test_two_gateways_on_one_redis_dial_exactly_once_50_rounds(
             await d.close()
 
 
+async def test_two_gateways_and_one_free_agent_dial_one_callback_at_a_time(
+    redis: aioredis.Redis, names: Names
+) -> None:
+    """Both gateways see the one free agent; the shared slots let only one callback ring it. The next is
+    dialled once the agent is free again."""
+    clock = FakeClock(T0)
+    async with asterisk(clock) as ast:
+        sessions = [await ast.session(), await ast.session()]
+        ds = [dispatcher(redis, s, names, clock, f"gw-{i}") for i, s in enumerate(sessions, 1)]
+        first = await request(redis, names, clock, entered=T0 - 300)
+        second = await request(redis, names, clock, entered=T0 - 200)
+        await free(ast)
+        for _ in range(3):
+            await asyncio.gather(*(d.step() for d in ds))
+            await steps(*ds)
+        assert [r.get("ChannelId") for r in ast.originates()] == [first]  # the earlier caller, alone
+        await ast.broadcast(
+            agent_called(first, CALL, BILLING, "Local/alice@agents")
+        )  # Alice rings: slot freed
+        await steps(*ds, n=2)
+        assert len(ast.originates()) == 1  # Alice is ringing: nobody free
+        sent = ast.originates()[0]
+        alice = (first, CALL, BILLING, "Local/alice@agents")
+        await ast.broadcast(
+            agent_called(*alice, event="AgentConnect"),
+            originate_response(sent.get("ActionID") or "", first, BILLING, 4),
+            dial_end(first, BILLING, "ANSWER"),
+        )
+        await steps(*ds)
+        await ast.broadcast(hangup(first, BILLING), agent_called(*alice, event="AgentComplete"))
+        await steps(*ds)
+        assert len(ast.originates()) == 1
+        done = int(clock.t)  # as Asterisk sends it after AgentComplete: LastCall, the start of the wrap-up
+        await ast.broadcast(member_status(BILLING, "Alice", "Local/alice@agents", status=1, last_call=done))
+        await steps(*ds)
+        assert len(ast.originates()) == 1  # in wrap-up
+        clock.t += 60
+        await steps(*ds, n=2)
+        await steps(*ds, n=2)
+        assert [r.get("ChannelId") for r in ast.originates()] == [first, second]
+        for d in ds:
+            await d.close()
+
+
 # --- Redis restart with AOF ------------------------------------------------------------------------------
 
 

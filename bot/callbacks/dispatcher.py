@@ -8,8 +8,10 @@ When a request may be dialled::
     state new or retry, now >= not_before and >= next_at (the back-off), calling hours open (opening hours and
     quiet time), the live queue model synced, an eligible agent free in the request's queue (logged in, not
     paused, not in a call, not ringing, not in wrap-up, device not in use, penalty <= max), more free agents
-    than this gateway's callbacks already ringing there, and no live caller ahead in that queue: nobody with a
-    higher priority, nobody with the same priority who entered earlier than the request's ``entered``.
+    than callbacks (of any gateway) dialled there whose agent is not ringing yet — a sorted set shared in
+    Redis, checked and taken in the same script as the transition to ``dialling`` — and no live caller ahead
+    in that queue: nobody with a higher priority, nobody with the same priority who entered earlier than the
+    request's ``entered``.
 
 Dialling, agent first (sample dialplan: ``telephony/asterisk/extensions.conf``, ``[attendant-callback-agent]``
 and ``[attendant-callback-customer]``)::
@@ -96,7 +98,15 @@ from bot.callbacks.requests import (
 )
 from bot.callbacks.store import TERMINAL, WAITING, StateStore
 from telephony.amiactions import AmiActionError, AmiError, AmiNotConnected
-from telephony.amievents import AmiEvent, DeviceState, DialEnd, Hangup, OriginateReason, OriginateResponse
+from telephony.amievents import (
+    AgentCalled,
+    AmiEvent,
+    DeviceState,
+    DialEnd,
+    Hangup,
+    OriginateReason,
+    OriginateResponse,
+)
 from telephony.callstate import call_key, whisper_uuid
 from telephony.queues import QueueModel
 
@@ -178,8 +188,6 @@ class Dispatcher:
         self._held: dict[str, _Held] = {}
         self._events: list[AmiEvent] = []
         self._dials: dict[str, asyncio.Task[None]] = {}
-        self._ringing: dict[str, str] = {}
-        """Request -> queue, for this gateway's originates whose agent has not answered yet."""
         self._wake = asyncio.Event()
         self._grouped = False
         self._own_read = False
@@ -387,16 +395,18 @@ class Dispatcher:
         if not self._ami.ready or not self._model.synced:
             return
         if req.queue not in capacity:
-            ringing = sum(1 for q in self._ringing.values() if q == req.queue)
-            capacity[req.queue] = self._free_agents(req.queue) - ringing
+            capacity[req.queue] = self._free_agents(req.queue)
         if capacity[req.queue] <= 0 or self._someone_ahead(req):
             return
         n = attempt + 1
-        won = await self._store.move(
+        won = await self._store.begin_dial(
             key,
-            WAITING,
-            "dialling",
+            self._slots(req.queue),
+            req.request,
             expect_attempt=attempt,
+            now=now,
+            free_agents=capacity[req.queue],
+            lease_s=self.settings.agent_ring_s + 10,
             attempt=n,
             owner=self.consumer,
             dialled_at=f"{now:.3f}",
@@ -405,9 +415,12 @@ class Dispatcher:
         )
         if not won:
             return
-        capacity[req.queue] -= 1
-        self._ringing[req.request] = req.queue
         self._dials[req.request] = asyncio.create_task(self._dial(req, n), name=f"callback-{req.request}")
+
+    def _slots(self, queue: str) -> str:
+        """The queue's callback dials whose agent is not ringing yet, shared by all gateways: each holds one
+        free agent, so two gateways never dial two callbacks for the same agent."""
+        return f"{self._prefix}slots:{queue}"
 
     def _free_agents(self, queue: str) -> int:
         state = self._model.queue(queue)
@@ -476,6 +489,7 @@ class Dispatcher:
             if refused:
                 log.error("callback %s: Originate refused: %s", req.request, exc)
             now = self._clock()
+            await self._store.free_slot(self._slots(req.queue), req.request)
             await self._store.move(
                 key,
                 "dialling",
@@ -512,8 +526,10 @@ class Dispatcher:
         state = st.get("state", "")
         attempt = int(st.get("attempt") or 0)
         stamp = f"{now:.3f}"
+        queue = st.get("queue", "")
+        if isinstance(event, AgentCalled | OriginateResponse) and queue:
+            await self._store.free_slot(self._slots(queue), request)  # the agent is ringing (or none)
         if isinstance(event, OriginateResponse):
-            self._ringing.pop(request, None)
             if event.success:
                 await self._store.move(
                     key, "dialling", "dialling", expect_attempt=attempt, agent_at=stamp, updated=stamp
@@ -553,7 +569,6 @@ class Dispatcher:
         )
         if not moved:
             return
-        self._ringing.pop(request, None)
         if last:
             log.warning("callback %s: given up after %d attempts (%s)", request, attempt, reason)
             await self._release(request, await self._store.read(key))
@@ -569,6 +584,8 @@ def _request_of(event: AmiEvent) -> str | None:
         uid = event.caller.uniqueid if event.caller is not None else None
     elif isinstance(event, Hangup):
         uid = event.channel.uniqueid
+    elif isinstance(event, AgentCalled) and _CALLBACK_LEG.fullmatch(event.caller.uniqueid):
+        uid = event.caller.uniqueid[:-2]  # the queue leg (;2) of a callback: its agent rings
     else:
         return None
     return uid if uid is not None and re.fullmatch(r"[0-9a-f]{32}", uid) else None

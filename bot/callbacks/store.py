@@ -36,12 +36,29 @@ return 1
 """
 
 
+_BEGIN_DIAL = """
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'new' and state ~= 'retry' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'dialling')
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+return 1
+"""
+
+
 class StateStore:
     """Reads and guarded writes of request state hashes."""
 
     def __init__(self, redis: Any, *, retention_s: int = 7 * 86400) -> None:
         self._r = redis
         self._script = redis.register_script(_TRANSITION)
+        self._begin = redis.register_script(_BEGIN_DIAL)
         self.retention_s = retention_s
         """How long a finished request's hash is kept (the record of what happened)."""
 
@@ -78,6 +95,37 @@ class StateStore:
         for name, value in fields.items():
             args += [name, str(value)]
         return bool(await self._script(keys=[key], args=args))
+
+    async def begin_dial(
+        self,
+        key: str,
+        slots: str,
+        request: str,
+        *,
+        expect_attempt: int,
+        now: float,
+        free_agents: int,
+        lease_s: float,
+        **fields: object,
+    ) -> bool:
+        """``new|retry(attempt) -> dialling`` with ``fields``, only while the queue's dials in flight (the
+        sorted set ``slots``: request -> lease end, shared by every gateway) are fewer than ``free_agents``;
+        the request then takes a slot until ``now + lease_s`` (or until :meth:`free_slot`)."""
+        args: list[str] = [
+            str(expect_attempt),
+            request,
+            f"{now:.3f}",
+            str(int(free_agents)),
+            f"{now + lease_s:.3f}",
+            str(int(lease_s * 1000) + 1),
+        ]
+        for name, value in fields.items():
+            args += [name, str(value)]
+        return bool(await self._begin(keys=[key, slots], args=args))
+
+    async def free_slot(self, slots: str, request: str) -> None:
+        """The request's agent was found (or its dial ended): its slot is free."""
+        await self._r.zrem(slots, request)
 
 
 def _s(value: Any) -> str:
