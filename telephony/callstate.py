@@ -17,10 +17,6 @@ Redis keys::
     attendant:agent:<id>:offers           sorted set: call UUID -> when it was offered to the agent (unix s);
                                           the console shows an agent a call's context only if it is here
     attendant:console:session:<sha256>    string: agent id of a console login (key: sha256 of the cookie)
-    attendant:callbacks                   stream: callback requests, consumer group attendant-dispatch
-                                          (bot/callbacks/requests.py)
-    attendant:callback:<request>          hash: a callback request's state (bot/callbacks/store.py); the
-                                          call's hash then gets callback, callback_outcome, _reason, _attempts
 
 Every value that reaches the dialplan matches :data:`SAFE_VALUE`; the enum values below all do.
 """

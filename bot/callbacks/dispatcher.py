@@ -314,7 +314,9 @@ class Dispatcher:
             if request.request not in self._held:
                 self._held[request.request] = _Held(entry, request)
                 key = state_key(request.request, self._prefix)
-                await self._store.init(key, request.fields(), now)
+                # A bare XADD (no hash yet): the request was made when Redis stamped the entry's id.
+                made = int(entry.split("-")[0]) / 1000 if entry.split("-")[0].isdigit() else now
+                await self._store.init(key, request.fields(), made)
                 await self._r.hset(key, "entry", entry)
         if self._held and now - self._touched_at >= self.settings.reclaim_idle_s / 3:
             ids = [h.entry for h in self._held.values()]

@@ -15,7 +15,8 @@ The contract: one ``XADD`` to the Redis stream ``attendant:callbacks`` per reque
     language    e.g. en
 
 :func:`submit` writes the stream entry and the request's state hash (``new``) in one ``MULTI``, so the
-request exists exactly when its entry does.
+request exists exactly when its entry does. A bare ``XADD`` with these fields works too: the dispatcher then
+creates the hash (``created`` = the time in the entry's id) when it first takes the entry.
 """
 
 from __future__ import annotations

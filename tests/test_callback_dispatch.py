@@ -563,3 +563,27 @@ async def test_a_redis_restart_with_aof_loses_no_request(tmp_path: Path) -> None
         await r.close()
         proc.kill()
         proc.wait()
+
+
+async def test_a_bare_xadd_by_the_contract_is_dialled_too(redis: aioredis.Redis, names: Names) -> None:
+    """The caller side may write only the stream entry (string fields, digits-only number): the dispatcher
+    makes the state hash itself, dated by the entry's id."""
+    clock = FakeClock(T0)
+    async with asterisk(clock) as ast:
+        s = await ast.session()
+        d = dispatcher(redis, s, names, clock, "gw-1")
+        req = uuid.uuid4().hex
+        fields = {
+            "request": req, "call": CALL, "number": "5550100009", "skill": "billing", "queue": BILLING,
+            "priority": "2", "entered": repr(T0 - 30), "not_before": "0", "window_end": "0", "language": "en",
+        }  # fmt: skip
+        entry = (await redis.xadd(names.stream, fields)).decode()
+        await free(ast)
+        await steps(d)
+        sent = await s.server.wait_action("originate")
+        assert sent.get("ChannelId") == req and "QUEUE_PRIO=2" in [
+            v for k, v in sent.headers if k == "Variable"
+        ]
+        st = await state(redis, names, req)
+        assert st["entry"] == entry and abs(float(st["created"]) - int(entry.split("-")[0]) / 1000) < 0.01
+        await d.close()
