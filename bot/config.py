@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actions.shared.paths import NLU_DATA, REPO_ROOT, VOICES
+from bot.callbacks.requests import CallbackError, CallbackSettings
 from telephony.agi import AgiConfig
 from telephony.amiconn import AmiConfig
 
@@ -148,6 +149,8 @@ class Config:
     ami: AmiConfig | None = None
     """The AMI connection (queues, agents, wait estimates, console pops); ``None`` without
     ``ATTENDANT_AMI_SECRET``: the bot still hands off through the dialplan, without any of those."""
+    callbacks: CallbackSettings | None = field(default_factory=CallbackSettings)
+    """The callback dispatcher (runs with the AMI connection); ``None`` with ``ATTENDANT_CALLBACKS=off``."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     retention_s: float = 86400.0
     """Calls (record, transcript, disposition, Rasa tracker) older than this are purged, seconds."""
@@ -167,6 +170,11 @@ class Config:
         if voice_path is not None and not voice_path.is_file():
             raise ConfigError(f"PIPER_VOICE={voice!r} is not a file")
         token = e.get("RASA_TOKEN", "")
+        try:
+            on = _choice(e, "ATTENDANT_CALLBACKS", "on", ("on", "off")) == "on"
+            callbacks = CallbackSettings.from_env(e) if on else None
+        except CallbackError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             gateway=GatewayConfig(
                 host=e.get("ATTENDANT_HOST", "127.0.0.1"),
@@ -207,6 +215,7 @@ class Config:
                 ),
             ),
             ami=AmiConfig.from_env(e) if e.get("ATTENDANT_AMI_SECRET") else None,
+            callbacks=callbacks,
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             retention_s=_float(e, "ATTENDANT_RETENTION_S", 86400.0, 60.0, 400 * 86400.0),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),

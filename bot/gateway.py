@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import statistics
 import time
 import uuid
@@ -21,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bot.asr import VoskEngine
+from bot.callbacks import Dispatcher, Opening
 from bot.calls import ActiveCalls
 from bot.config import Config
 from bot.console import Console, build_console, load_agents, roster_with_tokens
@@ -71,9 +74,11 @@ class LoopLag:
 class Gateway:
     """Everything the gateway runs, built from one :class:`Config`."""
 
-    def __init__(self, config: Config) -> None:
-        """Load everything heavy (models, voice). Call outside the event loop."""
+    def __init__(self, config: Config, *, opening: Opening | None = None) -> None:
+        """Load everything heavy (models, voice). Call outside the event loop. ``opening``: the calling hours
+        callbacks keep to (default: always open, minus ``ATTENDANT_CALLBACK_QUIET``)."""
         self.config = config
+        self.opening = opening
         self.prompts = Prompts.load(config.prompts_file)
         self.asr_pool = ThreadPoolExecutor(config.asr.threads, thread_name_prefix="asr")
         self.tts_pool = ThreadPoolExecutor(config.tts.threads, thread_name_prefix="tts")
@@ -106,6 +111,7 @@ class Gateway:
         self.waits: ModelWaits | None = None
         self.console: Console | None = None
         self._bridge: DeskBridge | None = None
+        self.callbacks: Dispatcher | None = None
 
     def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
         call = whispered_call(uuid.UUID(call_id))
@@ -150,6 +156,17 @@ class Gateway:
             feed = DeskFeed(self.roster, self.console.desk.feed, self.queue_model)
             self._bridge = DeskBridge(self.ami, feed, self.console.desk.feed)
             self._bridge.start()
+            if self.config.callbacks is not None:
+                # One consumer name per gateway process; a restarted one takes over with XAUTOCLAIM.
+                self.callbacks = Dispatcher(
+                    self.redis,
+                    self.ami,
+                    self.queue_model,
+                    consumer=f"{socket.gethostname()}-{os.getpid()}",
+                    settings=self.config.callbacks,
+                    opening=self.opening,
+                )
+                self.callbacks.start()
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.active.run(self.sessions.keys), name="heartbeat"))
@@ -165,6 +182,8 @@ class Gateway:
     async def close(self) -> None:
         """Stop listening, end calls, close the console and AMI, release pools."""
         await self.server.close()
+        if self.callbacks is not None:
+            await self.callbacks.close()
         if self._bridge is not None:
             await self._bridge.close()
         if self.console is not None:

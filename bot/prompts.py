@@ -21,6 +21,7 @@ class PromptsError(ValueError):
 
 WHISPER_FIELDS = {
     "sentence": {"caller", "skill", "topic", "waited"},
+    "callback": {"caller", "skill", "topic", "waited"},
     "verified": {"name"},
     "verified_no_name": set(),
     "unverified": set(),
@@ -37,6 +38,8 @@ class WhisperWords:
     """The words of the agent's whisper (``prompts.yml`` ``whisper:``; see ``bot/whisper.py``)."""
 
     sentence: str
+    callback: str
+    """The brief of a callback (``{waited}``: since the caller asked for it)."""
     verified: str
     verified_no_name: str
     unverified: str

@@ -8,7 +8,9 @@ customer Ada Lovelace, billing, asks about their balance, waited two minutes." a
 returns and Asterisk bridges agent and caller.
 
 Every word is the editors' (``nlu-data/prompts.yml``, ``whisper:``); the sentence is built from the call's
-enums and slots only (never the transcript). Anything missing or broken — no record, Redis down, synthesis
+enums and slots only (never the transcript). For a callback (the call's record names the callback request the
+dispatcher is dialling, :mod:`bot.callbacks`) it is the ``callback`` sentence: "Callback: verified customer
+..., asked two hours ago." Anything missing or broken — no record, Redis down, synthesis
 failing — ends the leg at once: the agent is connected without the brief rather than left waiting.
 """
 
@@ -65,7 +67,9 @@ def brief(record: Mapping[str, str], words: WhisperWords, *, now: float) -> str:
         waited = max(0.0, now - float(record.get("ended_at") or now))
     except ValueError:
         waited = 0.0
-    return words.sentence.format(
+    # A callback's leg: the dispatcher marked the call (``callback``) when it dialled the agent.
+    sentence = words.callback if record.get("callback") else words.sentence
+    return sentence.format(
         caller=caller,
         skill=words.skills.get(skill.value, skill.value),
         topic=topic,

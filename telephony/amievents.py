@@ -416,6 +416,18 @@ class Hangup:
     cause_txt: str
 
 
+@dataclass(frozen=True, slots=True)
+class DialEnd:
+    """A dial attempt ended (``Dial()``, a queue ringing a member, or Originate's own dial)."""
+
+    caller: ChannelSnapshot | None
+    """The dialling channel; ``None`` when the dial has no calling channel (Originate's outgoing leg)."""
+    dest: ChannelSnapshot
+    """The dialled channel (``Dest…``)."""
+    dial_status: str
+    """``ANSWER``, ``NOANSWER``, ``BUSY``, ``CONGESTION``, ``CHANUNAVAIL``, ``CANCEL``... (``DIALSTATUS``)."""
+
+
 AmiEvent: TypeAlias = (
     QueueCallerJoin
     | QueueCallerLeave
@@ -437,5 +449,6 @@ AmiEvent: TypeAlias = (
     | QueueSummaryComplete
     | OriginateResponse
     | Hangup
+    | DialEnd
 )
 """Every event the edge delivers."""

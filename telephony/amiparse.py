@@ -23,6 +23,7 @@ from telephony.amievents import (
     ChannelSnapshot,
     CompleteReason,
     DeviceState,
+    DialEnd,
     Fields,
     Hangup,
     MemberState,
@@ -289,6 +290,11 @@ def _originate_response(r: _Reader) -> AmiEvent:
     )
 
 
+def _dial_end(r: _Reader) -> AmiEvent:
+    caller = _snapshot(r) if "Channel" in r.fields else None
+    return DialEnd(caller, _snapshot(r, "Dest"), r.text("DialStatus"))
+
+
 def _hangup(r: _Reader) -> AmiEvent:
     return Hangup(_snapshot(r), r.integer("Cause"), r.opt("Cause-txt"))
 
@@ -314,6 +320,7 @@ _CONVERTERS: dict[str, Callable[[_Reader], AmiEvent]] = {
     "QueueSummaryComplete": lambda r: QueueSummaryComplete(r.integer("ListItems")),
     "OriginateResponse": _originate_response,
     "Hangup": _hangup,
+    "DialEnd": _dial_end,
 }
 
 EVENT_NAMES = frozenset(_CONVERTERS)

@@ -71,6 +71,7 @@ def test_every_captured_event_of_interest_converts() -> None:
     for scenario in SCENARIOS:
         counts.update(type(e).__name__ for e in events_of(scenario))
     assert counts["Hangup"] == 4 + 6 + 6 + 8 + 8 + 4 + 8
+    assert counts["DialEnd"] == 2 + 4 + 5 + 6 + 4 + 2 + 2
     assert counts["QueueMemberStatus"] == 2 + 4 + 4 + 4 + 4 + 2
     assert counts["OriginateResponse"] == 13
     assert counts["QueueParams"] == 9 + 3 + 1
