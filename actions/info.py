@@ -118,7 +118,7 @@ def _next_opening(b: Branch, after: datetime) -> tuple[int, OpeningHours] | None
     """(days ahead, hours) of the next opening strictly after ``after``; ``None`` if never open."""
     for ahead in range(8):
         day = after + timedelta(days=ahead)
-        h = b.hours_on(day.weekday())
+        h = b.hours_of(day.date())
         if h is not None and (ahead > 0 or after.time() < h.opens):
             return ahead, h
     return None
@@ -142,7 +142,7 @@ def _on_days(kind: str, weekday: int) -> str:
 
 
 def _now_line(b: Branch, now: datetime) -> Line:
-    h = b.hours_on(now.weekday())
+    h = b.hours_of(now.date())
     if b.is_open(now) and h is not None:
         return Line("utter_hours_open_now", {"branch": b.name, "closes": say_time(h.closes)})
     nxt = _next_opening(b, now)
