@@ -21,6 +21,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
 from actions.handoff import hand_off
+from actions.hours import week_hours
 from actions.lines import Line, say_then_offer_more
 from actions.shared.numerals import WEEKDAY_NUMBERS, WEEKDAYS, digits_from_speech, number_words
 from actions.shared.speech import say_time
@@ -161,32 +162,6 @@ def _day_line(b: Branch, kind: str, weekday: int) -> Line:
         return Line("utter_hours_closed_on", {"branch": b.name, "day": day})
     values = {"branch": b.name, "day": day, "opens": say_time(h.opens), "closes": say_time(h.closes)}
     return Line("utter_hours_open_on", values)
-
-
-def week_hours(b: Branch) -> str:
-    """A branch's week as a spoken list: "Monday to Friday nine a m to five thirty p m, and Saturday ten a m
-    to two p m" (days with the same hours run together); empty when it is closed all week."""
-    groups: list[tuple[int, int, OpeningHours]] = []
-    for day in range(7):
-        h = b.hours_on(day)
-        if h is None:
-            continue
-        prev = groups[-1] if groups else None
-        if prev and prev[1] == day - 1 and (prev[2].opens, prev[2].closes) == (h.opens, h.closes):
-            groups[-1] = (groups[-1][0], day, groups[-1][2])
-        else:
-            groups.append((day, day, h))
-    parts = []
-    for first, last, h in groups:
-        days = (
-            WEEKDAYS[first]
-            if first == last
-            else f"{WEEKDAYS[first]} {'and' if last == first + 1 else 'to'} {WEEKDAYS[last]}"
-        )
-        parts.append(f"{days} {_span(h)}")
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + ", and " + parts[-1]
 
 
 def _week_line(b: Branch) -> Line:

@@ -533,8 +533,8 @@ class CustomerStore(ABC):
         """All branches with their opening hours, by name."""
 
     async def phone_line(self, number: str | None) -> PhoneLine | None:
-        """The line ``number`` (digits of the dialled number) reaches, else the ``default`` line; ``None`` when
-        the store knows no lines (then the line is always answered). Stores without lines keep this."""
+        """The line ``number`` (digits of the dialled number) reaches, else the ``default`` line; ``None``
+        when the store knows no lines (then the line is always answered). Stores without lines keep this."""
         return None
 
     # lifecycle

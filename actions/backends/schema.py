@@ -151,7 +151,9 @@ holidays = Table(
 phone_lines = Table(
     "phone_lines",
     metadata,
-    Column("number", String(32), primary_key=True, comment="the dialled number, digits; 'default': any other"),
+    Column(
+        "number", String(32), primary_key=True, comment="the dialled number, digits; 'default': any other"
+    ),
     Column("name", String(100), nullable=False),
     Column(
         "branch_id",

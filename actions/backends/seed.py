@@ -50,17 +50,17 @@ from actions.backends.schema import (
     bookings,
     branch_hours,
     branches,
-    holidays,
-    phone_lines,
     create_schema,
     customers,
     drop_schema,
+    holidays,
     incidents,
     make_engine,
     metadata,
     normalise_url,
     order_items,
     orders,
+    phone_lines,
     phone_numbers,
     products,
     promotions,
@@ -281,7 +281,9 @@ def _seed_branches_and_slots(conn: Connection, now: datetime) -> None:
 
 def _seed_lines(conn: Connection) -> None:
     for number, name, branch_id, zone in LINES:
-        _ensure(conn, phone_lines, {"number": number}, {"name": name, "branch_id": branch_id, "timezone": zone})
+        _ensure(
+            conn, phone_lines, {"number": number}, {"name": name, "branch_id": branch_id, "timezone": zone}
+        )
 
 
 def _seed_booking(conn: Connection, now: datetime) -> None:

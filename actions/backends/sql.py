@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from actions.backends.base import (
+    DEFAULT_LINE,
     NEW,
     OPEN_INCIDENT_STATUSES,
     PRIORITIES,
@@ -65,7 +66,6 @@ from actions.backends.base import (
     CustomerStore,
     Incident,
     NotFound,
-    DEFAULT_LINE,
     OpeningHours,
     Order,
     OrderItem,
@@ -87,15 +87,15 @@ from actions.backends.schema import (
     bookings,
     branch_hours,
     branches,
-    holidays,
-    phone_lines,
     customers,
+    holidays,
     incidents,
     is_sqlite,
     make_engine,
     normalise_url,
     order_items,
     orders,
+    phone_lines,
     phone_numbers,
     products,
     promotions,
@@ -766,7 +766,9 @@ class SqlStore(CustomerStore):
         wanted = [n for n in ("".join(ch for ch in number or "" if ch.isdigit()), DEFAULT_LINE) if n]
 
         def q(conn: Connection) -> PhoneLine | None:
-            rows = {r.number: r for r in conn.execute(select(phone_lines).where(phone_lines.c.number.in_(wanted)))}
+            rows = {
+                r.number: r for r in conn.execute(select(phone_lines).where(phone_lines.c.number.in_(wanted)))
+            }
             row = next((rows[n] for n in wanted if n in rows), None)
             if row is None:
                 return None
