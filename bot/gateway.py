@@ -10,6 +10,7 @@ loop it would show here as lag of hundreds of milliseconds (and in the pacing of
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import statistics
 import time
@@ -106,6 +107,14 @@ class Gateway:
         self.waits: ModelWaits | None = None
         self.console: Console | None = None
         self._bridge: DeskBridge | None = None
+        self.store: Any = None
+        """The customer store, for the lines' opening hours (after hours); ``None`` if it cannot be opened."""
+        try:
+            # By name: the SQL layer (SQLAlchemy) stays outside the gateway's strict type check.
+            stores = importlib.import_module("actions.store")
+            self.store = stores.open_store(stores.StoreConfig.from_env())
+        except Exception as exc:
+            log.warning("no customer store for opening hours (%s): every line counts as open", exc)
 
     def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
         call = whispered_call(uuid.UUID(call_id))
@@ -124,6 +133,7 @@ class Gateway:
             asr=self.asr,
             asr_executor=self.asr_pool,
             waits=self.waits,
+            lines=self.store,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
         session = CallSession(call_id, out, deps, self.config.gateway)
@@ -175,6 +185,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dialogue.close()
+        if self.store is not None:
+            await self.store.close()
         await self.redis.close()
         self.asr_pool.shutdown(wait=False, cancel_futures=True)
         self.tts_pool.shutdown(wait=False, cancel_futures=True)

@@ -153,7 +153,7 @@ YES_NO_KEYS = {"1": "affirm", "2": "deny"}
 """During a yes/no question: key 1 is yes, key 2 is no."""
 UNDERSTOOD_AT = 0.6
 """The assistant's confidence needed to take spoken words as yes or no."""
-LINE_LOOKUP_S = 1.0
+LINE_LOOKUP_S = 2.0
 """Longest wait for the line's hours at the start of a call; slower counts as open."""
 
 
