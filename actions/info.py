@@ -21,8 +21,8 @@ from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
 from actions.handoff import hand_off
-from actions.hours import week_hours
 from actions.lines import Line, say_then_offer_more
+from actions.shared.hours import week_hours
 from actions.shared.numerals import WEEKDAY_NUMBERS, WEEKDAYS, digits_from_speech, number_words
 from actions.shared.speech import say_time
 from actions.store import Branch, OpeningHours, StoreError

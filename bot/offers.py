@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from actions.backends.base import PhoneLine
-from actions.hours import week_hours
+from actions.shared.hours import week_hours
 from actions.shared.numerals import WEEKDAYS, number_words
 from actions.shared.speech import say_time
 from telephony.callstate import CALLBACKS_KEY
@@ -77,8 +76,9 @@ def spoken_digits(digits: str) -> str:
     return ", ".join(number_words(int(d)) for d in digits if d.isdigit())
 
 
-def said_hours(line: PhoneLine) -> str:
-    """The line's week as said ("Monday to Friday nine a m to five thirty p m, and Saturday ...")."""
+def said_hours(line: Any) -> str:
+    """The week of a line (``actions.backends.base.PhoneLine``, from the store) as said: "Monday to Friday
+    nine a m to five thirty p m, and Saturday ..."."""
     return week_hours(line.branch)
 
 

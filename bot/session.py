@@ -11,6 +11,9 @@ Inside a call, the event loop only moves frames and decisions; decoding and synt
                                                                                       │
     Pacer (20 ms frames, silence when idle) ◀── Speaker (Piper in a worker) ◀─────────┘
 
+Why this file is long: the turn loop, its timers and every way a call ends live together (the callback and
+after-hours questions included) so the order of events in a call can be read in one place.
+
 Listening, the keypad and speaking are their own modules (``listening.py``, ``keypad.py``,
 ``speaking.py``); this one holds the turn loop, the timers and how the call ends.
 
@@ -44,7 +47,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from actions.backends.base import PhoneLine
 from actions.shared.numerals import digits_from_speech
 from bot.asr import VoskEngine
 from bot.calls import CallRecord
@@ -145,7 +147,9 @@ class SessionDeps:
 class LineSource(Protocol):
     """Where the opening hours of the line dialled come from (the customer store)."""
 
-    async def phone_line(self, number: str | None) -> PhoneLine | None: ...
+    async def phone_line(self, number: str | None) -> Any:
+        """``actions.backends.base.PhoneLine`` (``is_open``, ``next_opening``, ``local``, ``number``,
+        ``branch``) or ``None``; the gateway reaches the store by name, never importing ``actions``."""
 
 
 YES, NO = "/affirm", "/deny"
@@ -211,7 +215,7 @@ class CallSession:
         self._pending_timing: TurnTiming | None = None
         self._timing_open: TurnTiming | None = None
         self._wait: Wait | None = None
-        self._closed: PhoneLine | None = None
+        self._closed: Any = None
         """The line dialled, when the call came outside its opening hours."""
 
     @property

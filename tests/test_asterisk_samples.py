@@ -238,9 +238,9 @@ def test_the_ami_user_is_least_privilege_and_sees_the_call_uuid() -> None:
 
 def test_callback_voicemail_and_oncall_results_are_routed() -> None:
     """The outcome route's results for callbacks and after hours each have their branch: a callback hangs up
-    (nobody queued), a voicemail is recorded with Record() (beep, '#' ends it, ATTENDANT_VM_MAX seconds, kept on
-    hangup) into a file named by the call id and reported by the FastAGI ``voicemail`` route from the hangup
-    handler, and the on-call branch dials ATTENDANT_ONCALL or goes to a person when none is set."""
+    (nobody queued), a voicemail is recorded with Record() (beep, '#' ends it, ATTENDANT_VM_MAX seconds, kept
+    on hangup) into a file named by the call id and reported by the FastAGI ``voicemail`` route from the
+    hangup handler, and the on-call branch dials ATTENDANT_ONCALL or goes to a person when none is set."""
     text = (SAMPLES / "extensions.conf").read_text()
     for result in ("callback", "voicemail", "oncall"):
         assert f'GotoIf($["${{ATTENDANT_RESULT}}" = "{result}"]?{result},1)' in text

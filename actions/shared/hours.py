@@ -1,11 +1,26 @@
 """A branch's (and so a phone line's) week of opening hours, as said: one place for the information answer
-(:mod:`actions.info`) and the gateway's after-hours words (:mod:`bot.offers`). No rasa-sdk here."""
+(:mod:`actions.info`) and the gateway's after-hours words (:mod:`bot.offers`). Pure: any object with
+``hours_on(weekday)`` returning ``opens``/``closes`` times (``actions.backends.base.Branch``) will do."""
 
 from __future__ import annotations
 
-from actions.backends.base import Branch, OpeningHours
+from datetime import time
+from typing import Any, Protocol
+
 from actions.shared.numerals import WEEKDAYS
 from actions.shared.speech import say_time
+
+
+class OpeningHours(Protocol):
+    @property
+    def opens(self) -> time: ...
+
+    @property
+    def closes(self) -> time: ...
+
+
+class Branch(Protocol):
+    def hours_on(self, weekday: int) -> Any: ...
 
 
 def _span(h: OpeningHours) -> str:
