@@ -109,12 +109,13 @@ class Gateway:
         self._bridge: DeskBridge | None = None
         self.store: Any = None
         """The customer store, for the lines' opening hours (after hours); ``None`` if it cannot be opened."""
-        try:
-            # By name: the SQL layer (SQLAlchemy) stays outside the gateway's strict type check.
-            stores = importlib.import_module("actions.store")
-            self.store = stores.open_store(stores.StoreConfig.from_env())
-        except Exception as exc:
-            log.warning("no customer store for opening hours (%s): every line counts as open", exc)
+        if config.gateway.after_hours:
+            try:
+                # By name: the SQL layer (SQLAlchemy) stays outside the gateway's strict type check.
+                stores = importlib.import_module("actions.store")
+                self.store = stores.open_store(stores.StoreConfig.from_env())
+            except Exception as exc:
+                log.warning("no customer store for opening hours (%s): every line counts as open", exc)
 
     def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
         call = whispered_call(uuid.UUID(call_id))
