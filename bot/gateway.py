@@ -144,7 +144,7 @@ class Gateway:
     async def start(self) -> None:
         """Warm the fixed prompts, connect to AMI (if configured), serve the console, then listen."""
         for rate in (8000, 16000):
-            await self.speech.warm(list(self.prompts.phrases.values()), rate)
+            await self.speech.warm([*self.prompts.phrases.values(), *self.prompts.callback.fixed()], rate)
         control: CallControl = LoggedCallControl()
         if self.config.ami is not None:
             self.ami = AmiClient(self.config.ami)

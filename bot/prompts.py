@@ -134,6 +134,10 @@ CALLBACK_FIELDS = {
     "ask_number": set(),
     "confirm_number": {"digits"},
     "confirmed": {"digits"},
+    "window_offer": set(),
+    "ask_window": set(),
+    "window_confirm": {"start", "end"},
+    "confirmed_window": {"digits", "start", "end"},
     "declined": set(),
     "not_understood": set(),
     "closed": {"hours", "opens"},
@@ -153,6 +157,10 @@ class CallbackWords:
     """The editors' words for callbacks and after hours (``prompts.yml`` ``callback:``)."""
 
     lines: Mapping[str, str]
+
+    def fixed(self) -> list[str]:
+        """The lines without placeholders (synthesised once and cached, like the other phrases)."""
+        return [text for text in self.lines.values() if "{" not in text]
 
     def __getitem__(self, key: str) -> str:
         return self.lines[key]

@@ -45,9 +45,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from actions.shared.numerals import digits_from_speech
+from actions.shared.speech import say_time
 from bot.asr import VoskEngine
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
@@ -158,6 +160,8 @@ YES_NO_KEYS = {"1": "affirm", "2": "deny"}
 UNDERSTOOD_AT = 0.6
 """The assistant's confidence needed to take spoken words as yes or no."""
 LINE_LOOKUP_S = 2.0
+WINDOW_S = 2 * 3600.0
+"""A callback at a chosen time may come up to this long after it."""
 """Longest wait for the line's hours at the start of a call; slower counts as open."""
 
 
@@ -216,6 +220,8 @@ class CallSession:
         self._timing_open: TurnTiming | None = None
         self._wait: Wait | None = None
         self._closed: Any = None
+        self._line_known: Any = None
+        """The line dialled (``PhoneLine``), when the store knows it."""
         """The line dialled, when the call came outside its opening hours."""
 
     @property
@@ -539,8 +545,16 @@ class CallSession:
             offer.update(answer=_answer_word(answer), by=by)
             if answer:
                 number = await self._confirm_number()
-                if number is not None and await self._submit(number, entered, 0.0, offer):
-                    confirmed = self._d.prompts.callback["confirmed"].format(digits=spoken_digits(number))
+                window = await self._ask_window() if number is not None else None
+                start, end = window or (0.0, 0.0)
+                if number is not None and await self._submit(number, entered, start, offer, window_end=end):
+                    words = self._d.prompts.callback
+                    if window is None:
+                        confirmed = words["confirmed"].format(digits=spoken_digits(number))
+                    else:
+                        confirmed = words["confirmed_window"].format(
+                            digits=spoken_digits(number), start=self._said_at(start), end=self._said_at(end)
+                        )
                     await self._finish(
                         Outcome.CALLBACK, Reason.LONG_WAIT, skill=skill, then=("callback", confirmed)
                     )
@@ -561,6 +575,7 @@ class CallSession:
                 self._d.lines.phone_line(self.info.get("line") or None), LINE_LOOKUP_S
             )
             now = self._d.wall_clock()
+            self._line_known = line
             if line is None or line.is_open(now):
                 return False
             opens = line.next_opening(now)
@@ -615,7 +630,59 @@ class CallSession:
         await self.record.keep_context(self.end.context)
         return self._finishing or self._done.is_set()
 
-    async def _submit(self, number: str, entered: float, not_before: float, note: dict[str, Any]) -> bool:
+    def _zone(self) -> tzinfo | None:
+        """The line's time zone when the store knows it, else the gateway's own."""
+        try:
+            return self._line_known.zone() if self._line_known is not None else None
+        except Exception:
+            return None
+
+    def _said_at(self, unix_s: float) -> str:
+        return say_time(datetime.fromtimestamp(unix_s, self._zone()).time())
+
+    async def _ask_window(self) -> tuple[float, float] | None:
+        """A later time for the callback, if the caller wants one: (not before, window end), unix seconds,
+        from an hour keyed in 24-hour form (the next time the clock shows it, in the line's zone) and
+        :data:`WINDOW_S` after it. ``None``: as soon as it is their turn."""
+        answer, _ = await self._ask_yes_no("window_offer")
+        note = self.end.context.setdefault("callback", {})
+        note["window"] = "asap" if answer is not False else "asked"
+        if answer is not False:
+            return None
+        previous = self.keypad.use_menu({})
+        try:
+            for _ in range(2):
+                await self._say_callback_line("ask_window")
+                turn = await self._next_answer()
+                if turn is None:
+                    return None
+                raw = turn.text if turn.source == "dtmf" else digits_from_speech(turn.text) or ""
+                hour = int(raw) if raw.isdigit() and len(raw) <= 2 else -1
+                if not 0 <= hour <= 23:
+                    continue
+                now = datetime.fromtimestamp(self._d.wall_clock(), self._zone())
+                start = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+                if start <= now:
+                    start += timedelta(days=1)
+                window = (start.timestamp(), start.timestamp() + WINDOW_S)
+                confirm = self._d.prompts.callback["window_confirm"].format(
+                    start=self._said_at(window[0]), end=self._said_at(window[1])
+                )
+                self.keypad.use_menu(YES_NO_KEYS)
+                agreed, _ = await self._ask_yes_no("window_confirm", caller_id=confirm)
+                self.keypad.use_menu({})
+                if agreed:
+                    note["window"] = "chosen"
+                    return window
+                if agreed is None:
+                    return None
+            return None
+        finally:
+            self.keypad.use_menu(previous)
+
+    async def _submit(
+        self, number: str, entered: float, not_before: float, note: dict[str, Any], *, window_end: float = 0.0
+    ) -> bool:
         """Submit the callback request; its id goes into the context (``note``). Whether it was stored."""
         route = self.end.route or self._route()
         request = CallbackRequest(
@@ -626,6 +693,7 @@ class CallSession:
             priority=route.priority,
             entered=entered,
             not_before=not_before,
+            window_end=window_end,
             language=self.info.get("language") or "en",
         )
         try:
@@ -633,7 +701,12 @@ class CallSession:
         except Exception as exc:
             log.error("call %s: callback request not stored (%s)", self.call_id, type(exc).__name__)
             return False
-        note.update(entered=round(entered, 3), not_before=round(not_before, 3), queue=route.queue)
+        note.update(
+            entered=round(entered, 3),
+            not_before=round(not_before, 3),
+            window_end=round(window_end, 3),
+            queue=route.queue,
+        )
         log.info("call %s: callback request %s submitted", self.call_id, note["request"])
         await self.record.keep_context(self.end.context)
         return True
@@ -667,9 +740,12 @@ class CallSession:
         return f"callback.{name}", self._d.prompts.callback[name]
 
     async def _say_callback_line(self, name: str, text: str | None = None) -> None:
+        """Say ``callback.<name>`` (a fixed line, cached like the gateway's other phrases), or ``text`` built
+        from it (a number read back: cached in memory only)."""
+        fixed = text is None
         text = text if text is not None else self._d.prompts.callback[name]
         await self.record.say("bot", text, prompt=f"callback.{name}")
-        await self._speak(text)
+        await self._speak(text, fixed=fixed)
 
     async def _next_answer(self) -> Transcript | None:
         """The caller's next turn while the bot waits on its own question (no-input reprompts count);

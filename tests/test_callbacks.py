@@ -154,6 +154,8 @@ async def test_a_long_wait_offers_a_callback_accepted_on_the_keypad(r: redis_syn
         assert read_back.startswith("We would call you back on one, five, five, five, zero, one, zero, zero")
         await until_said(r, caller.call, read_back)
         await keys(caller, "1#")  # the caller id is right
+        await until_said(r, caller.call, WORDS["window_offer"])
+        await keys(caller, "1#")  # as soon as it's my turn
         await asyncio.wait_for(caller.hangup.wait(), 10)
         record = await wait_ended(h, r, caller.call)
         assert (record["outcome"], record["reason"], record["skill"]) == ("callback", "long-wait", "billing")
@@ -185,6 +187,8 @@ async def test_another_number_keyed_in_and_read_back(r: redis_sync.Redis) -> Non
         await keys(caller, "5550199#")
         await until_said(r, caller.call, WORDS["confirm_number"].format(digits=spoken_digits("5550199")))
         await keys(caller, "1#")
+        await until_said(r, caller.call, WORDS["window_offer"])
+        await keys(caller, "1#")
         await asyncio.wait_for(caller.hangup.wait(), 10)
         record = await wait_ended(h, r, caller.call)
         assert record["outcome"] == "callback"
@@ -193,6 +197,41 @@ async def test_another_number_keyed_in_and_read_back(r: redis_sync.Redis) -> Non
         entries = r.xrange(transcript_key(str(caller.call)))
         transcript = [f["text"] for _, f in entries if f["who"] == "caller"]
         assert "5550199" not in " ".join(transcript)  # typed digits are kept as [keypad]
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+async def test_a_later_time_keyed_in_gives_the_request_a_window(
+    r: redis_sync.Redis, store: DemoStore
+) -> None:
+    h = offer_harness(
+        ScriptedDialogue({"/session_start": GREETING, "a person": HANDOFF}), lines=store, wall=MONDAY_9 + 60
+    )
+    await h.server.start()
+    try:
+        caller = await billing_handoff(h, r)
+        await keys(caller, "1#")
+        await until_said(r, caller.call, WORDS["caller_id"].format(digits=spoken_digits(CALLER[1:])))
+        await keys(caller, "1#")
+        await until_said(r, caller.call, WORDS["window_offer"])
+        await keys(caller, "2#")  # a later time
+        await until_said(r, caller.call, WORDS["ask_window"])
+        await keys(caller, "14#")
+        await until_said(r, caller.call, WORDS["window_confirm"].format(start="two p m", end="four p m"))
+        await keys(caller, "1#")
+        await asyncio.wait_for(caller.hangup.wait(), 10)
+        record = await wait_ended(h, r, caller.call)
+        assert record["outcome"] == "callback"
+        [request] = requests_for(r, caller.call)
+        two_pm = datetime(2026, 6, 8, 14, 0, tzinfo=CHICAGO).timestamp()
+        assert (float(request["not_before"]), float(request["window_end"])) == (two_pm, two_pm + 7200)
+        assert float(request["entered"]) == MONDAY_9 + 60
+        confirmed = WORDS["confirmed_window"].format(
+            digits=spoken_digits(CALLER[1:]), start="two p m", end="four p m"
+        )
+        assert said(r, caller.call)[-1] == (confirmed, "callback")
+        assert json.loads(record["context"])["callback"]["window"] == "chosen"
         await caller.close()
     finally:
         await stop(h)
@@ -251,10 +290,12 @@ async def test_accepted_by_voice_through_the_assistants_understanding(
         await caller.send(wire.encode_text("yes please"))
         await until_said(r, caller.call, WORDS["caller_id"].format(digits=spoken_digits(CALLER[1:])))
         await caller.send(wire.encode_text("yes that's right"))
+        await until_said(r, caller.call, WORDS["window_offer"])
+        await caller.send(wire.encode_text("yes"))
         await asyncio.wait_for(caller.hangup.wait(), 20)
         record = await wait_ended(h, r, caller.call)
         assert record["outcome"] == "callback", dialogue.understood
-        assert [u.intent for u in dialogue.understood] == ["affirm", "affirm"]
+        assert [u.intent for u in dialogue.understood] == ["affirm", "affirm", "affirm"]
         offer = json.loads(record["context"])["callback"]
         assert (offer["answer"], offer["by"]) == ("yes", "voice")
         assert requests_for(r, caller.call)[0]["number"] == "15550100001"
