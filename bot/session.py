@@ -669,7 +669,7 @@ class CallSession:
                     start=self._said_at(window[0]), end=self._said_at(window[1])
                 )
                 self.keypad.use_menu(YES_NO_KEYS)
-                agreed, _ = await self._ask_yes_no("window_confirm", caller_id=confirm)
+                agreed, _ = await self._ask_yes_no("window_confirm", text=confirm)
                 self.keypad.use_menu({})
                 if agreed:
                     note["window"] = "chosen"
@@ -729,7 +729,7 @@ class CallSession:
             if typed is None:
                 return None
             confirm = words["confirm_number"].format(digits=spoken_digits(typed))
-            answer, _ = await self._ask_yes_no("confirm_number", caller_id=confirm)
+            answer, _ = await self._ask_yes_no("confirm_number", text=confirm)
             if answer:
                 return typed
             if answer is None:
@@ -776,12 +776,12 @@ class CallSession:
             self._busy = busy
             self._last_activity = self._clock()
 
-    async def _ask_yes_no(self, name: str, *, caller_id: str | None = None) -> tuple[bool | None, str]:
+    async def _ask_yes_no(self, name: str, *, text: str | None = None) -> tuple[bool | None, str]:
         """Ask the ``callback.<name>`` question (or the text given): (yes / no / ``None`` for no usable
         answer, how it came: ``voice``, ``keypad``, ``none``)."""
         previous = self.keypad.use_menu(YES_NO_KEYS)
         try:
-            await self._say_callback_line(name, caller_id)
+            await self._say_callback_line(name, text)
             for attempt in range(self._cfg.no_input_retries + 1):
                 turn = await self._next_answer()
                 if turn is None:
