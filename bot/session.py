@@ -718,7 +718,7 @@ class CallSession:
         caller = "".join(ch for ch in self.info.get("caller_number") or "" if ch.isdigit())
         if len(caller) >= 3:
             answer, _ = await self._ask_yes_no(
-                "caller_id", caller_id=words["caller_id"].format(digits=spoken_digits(caller))
+                "caller_id", text=words["caller_id"].format(digits=spoken_digits(caller))
             )
             if answer:
                 return caller
