@@ -22,6 +22,7 @@ from rasa_sdk.types import DomainDict
 from actions.deps import UsesDeps
 from actions.handoff import hand_off
 from actions.lines import Line, say_then_offer_more
+from actions.shared.hours import week_hours
 from actions.shared.numerals import WEEKDAY_NUMBERS, WEEKDAYS, digits_from_speech, number_words
 from actions.shared.speech import say_time
 from actions.store import Branch, OpeningHours, StoreError
@@ -118,7 +119,7 @@ def _next_opening(b: Branch, after: datetime) -> tuple[int, OpeningHours] | None
     """(days ahead, hours) of the next opening strictly after ``after``; ``None`` if never open."""
     for ahead in range(8):
         day = after + timedelta(days=ahead)
-        h = b.hours_on(day.weekday())
+        h = b.hours_of(day.date())
         if h is not None and (ahead > 0 or after.time() < h.opens):
             return ahead, h
     return None
@@ -142,7 +143,7 @@ def _on_days(kind: str, weekday: int) -> str:
 
 
 def _now_line(b: Branch, now: datetime) -> Line:
-    h = b.hours_on(now.weekday())
+    h = b.hours_of(now.date())
     if b.is_open(now) and h is not None:
         return Line("utter_hours_open_now", {"branch": b.name, "closes": say_time(h.closes)})
     nxt = _next_opening(b, now)
@@ -161,32 +162,6 @@ def _day_line(b: Branch, kind: str, weekday: int) -> Line:
         return Line("utter_hours_closed_on", {"branch": b.name, "day": day})
     values = {"branch": b.name, "day": day, "opens": say_time(h.opens), "closes": say_time(h.closes)}
     return Line("utter_hours_open_on", values)
-
-
-def week_hours(b: Branch) -> str:
-    """A branch's week as a spoken list: "Monday to Friday nine a m to five thirty p m, and Saturday ten a m
-    to two p m" (days with the same hours run together); empty when it is closed all week."""
-    groups: list[tuple[int, int, OpeningHours]] = []
-    for day in range(7):
-        h = b.hours_on(day)
-        if h is None:
-            continue
-        prev = groups[-1] if groups else None
-        if prev and prev[1] == day - 1 and (prev[2].opens, prev[2].closes) == (h.opens, h.closes):
-            groups[-1] = (groups[-1][0], day, groups[-1][2])
-        else:
-            groups.append((day, day, h))
-    parts = []
-    for first, last, h in groups:
-        days = (
-            WEEKDAYS[first]
-            if first == last
-            else f"{WEEKDAYS[first]} {'and' if last == first + 1 else 'to'} {WEEKDAYS[last]}"
-        )
-        parts.append(f"{days} {_span(h)}")
-    if len(parts) <= 1:
-        return "".join(parts)
-    return ", ".join(parts[:-1]) + ", and " + parts[-1]
 
 
 def _week_line(b: Branch) -> Line:

@@ -78,6 +78,14 @@ class GatewayConfig:
     arrives: noise or an open line must not hold a seat until ``max_call_s``."""
     first_frame_timeout_s: float = 5.0
     """Seconds to wait for the UUID frame before giving up on a connection."""
+    callback_offer_s: float = 180.0
+    """A handed-off caller whose expected wait is longer is offered a callback, seconds
+    (``ATTENDANT_CALLBACK_OFFER_S``)."""
+    after_hours: bool = True
+    """Look up the line's opening hours in the customer store at the start of each call
+    (``ATTENDANT_AFTER_HOURS``: ``on``, or ``off`` to answer every call as in hours, e.g. for tests)."""
+    oncall: bool = False
+    """After hours, a priority-1 incident goes to the dialplan's on-call number (``ATTENDANT_ONCALL`` set)."""
     heartbeat_s: float = 5.0
     """How often the gateway vouches for its calls in Redis; a dead gateway's calls stop counting as active
     after three missed beats."""
@@ -187,6 +195,9 @@ class Config:
                 max_no_turn_s=_float(e, "ATTENDANT_MAX_NO_TURN_S", 180.0, 5.0, 86400.0),
                 hold_after_s=_float(e, "ATTENDANT_HOLD_AFTER_S", 1.5, 0.2, 30.0),
                 heartbeat_s=_float(e, "ATTENDANT_HEARTBEAT_S", 5.0, 0.1, 300.0),
+                callback_offer_s=_float(e, "ATTENDANT_CALLBACK_OFFER_S", 180.0, 0.0, 86400.0),
+                oncall=bool((e.get("ATTENDANT_ONCALL") or "").strip()),
+                after_hours=_choice(e, "ATTENDANT_AFTER_HOURS", "on", ("on", "off")) == "on",
             ),
             agi=AgiConfig(
                 host=e.get("ATTENDANT_AGI_HOST", "127.0.0.1"),

@@ -113,6 +113,14 @@ def parse_reply(messages: Any) -> Reply:
     return Reply(tuple(texts), end_call, handoff, redacted, context)
 
 
+@dataclass(frozen=True, slots=True)
+class Understood:
+    """What the assistant's language understanding made of some words (no conversation turn)."""
+
+    intent: str
+    confidence: float
+
+
 class Dialogue(Protocol):
     """Something that answers a caller turn (the real one is :class:`RasaClient`)."""
 
@@ -157,6 +165,24 @@ class RasaClient:
             raise DialogueUnavailable(f"rasa unreachable: {exc.os_error}") from exc
         except (aiohttp.ClientError, ValueError) as exc:
             raise DialogueError(f"rasa turn failed: {type(exc).__name__}") from exc
+
+    async def understand(self, sender: str, text: str) -> Understood:
+        """The intent of ``text`` by the assistant's model, outside the conversation (the gateway's own
+        yes/no questions). Not retried: a failure counts as not understood (the keypad still works)."""
+        http = await self._http()
+        url = self._url.rsplit("/", 1)[0] + "/understand"
+        try:
+            async with http.post(url, json={"sender": sender, "message": text}) as resp:
+                if resp.status != 200:
+                    raise DialogueError(f"rasa answered HTTP {resp.status}")
+                body = await resp.json(content_type=None)
+        except asyncio.TimeoutError as exc:
+            raise DialogueTimeout("rasa did not answer in time") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise DialogueError(f"understanding failed: {type(exc).__name__}") from exc
+        if not isinstance(body, dict):
+            raise DialogueError("unexpected understanding shape")
+        return Understood(str(body.get("intent") or ""), float(body.get("confidence") or 0.0))
 
     async def close(self) -> None:
         """Close the HTTP session."""

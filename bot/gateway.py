@@ -10,6 +10,7 @@ loop it would show here as lag of hundreds of milliseconds (and in the pacing of
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import socket
@@ -112,6 +113,15 @@ class Gateway:
         self.console: Console | None = None
         self._bridge: DeskBridge | None = None
         self.callbacks: Dispatcher | None = None
+        self.store: Any = None
+        """The customer store, for the lines' opening hours (after hours); ``None`` if it cannot be opened."""
+        if config.gateway.after_hours:
+            try:
+                # By name: the SQL layer (SQLAlchemy) stays outside the gateway's strict type check.
+                stores = importlib.import_module("actions.store")
+                self.store = stores.open_store(stores.StoreConfig.from_env())
+            except Exception as exc:
+                log.warning("no customer store for opening hours (%s): every line counts as open", exc)
 
     def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
         call = whispered_call(uuid.UUID(call_id))
@@ -130,6 +140,7 @@ class Gateway:
             asr=self.asr,
             asr_executor=self.asr_pool,
             waits=self.waits,
+            lines=self.store,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
         session = CallSession(call_id, out, deps, self.config.gateway)
@@ -139,7 +150,7 @@ class Gateway:
     async def start(self) -> None:
         """Warm the fixed prompts, connect to AMI (if configured), serve the console, then listen."""
         for rate in (8000, 16000):
-            await self.speech.warm(list(self.prompts.phrases.values()), rate)
+            await self.speech.warm([*self.prompts.phrases.values(), *self.prompts.callback.fixed()], rate)
         control: CallControl = LoggedCallControl()
         if self.config.ami is not None:
             self.ami = AmiClient(self.config.ami)
@@ -194,6 +205,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dialogue.close()
+        if self.store is not None:
+            await self.store.close()
         await self.redis.close()
         self.asr_pool.shutdown(wait=False, cancel_futures=True)
         self.tts_pool.shutdown(wait=False, cancel_futures=True)

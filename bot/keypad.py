@@ -43,6 +43,12 @@ class Keypad:
         self.dropped = 0
         """Keys refused because ``max_keys`` were already waiting."""
 
+    def use_menu(self, menu: Mapping[str, str]) -> Mapping[str, str]:
+        """Answer single keys with ``menu`` from now on (a yes/no question: 1 and 2; a number: none);
+        returns the menu it replaces."""
+        previous, self._menu = self._menu, menu
+        return previous
+
     @property
     def pending(self) -> bool:
         """Keys are waiting to be sent."""

@@ -131,6 +131,60 @@ class WaitWords:
         )
 
 
+CALLBACK_FIELDS = {
+    "offer": set(),
+    "caller_id": {"digits"},
+    "ask_number": set(),
+    "confirm_number": {"digits"},
+    "confirmed": {"digits"},
+    "window_offer": set(),
+    "ask_window": set(),
+    "window_confirm": {"start", "end"},
+    "confirmed_window": {"digits", "start", "end"},
+    "declined": set(),
+    "not_understood": set(),
+    "closed": {"hours", "opens"},
+    "voicemail_offer": set(),
+    "voicemail_go": set(),
+    "opening_offer": set(),
+    "scheduled": {"digits", "opens"},
+    "carry_on": set(),
+    "goodbye": set(),
+    "oncall": set(),
+}
+"""The callback and after-hours lines (``prompts.yml`` ``callback:``) and the placeholders each must use."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackWords:
+    """The editors' words for callbacks and after hours (``prompts.yml`` ``callback:``)."""
+
+    lines: Mapping[str, str]
+
+    def fixed(self) -> list[str]:
+        """The lines without placeholders (synthesised once and cached, like the other phrases)."""
+        return [text for text in self.lines.values() if "{" not in text]
+
+    def __getitem__(self, key: str) -> str:
+        return self.lines[key]
+
+    @classmethod
+    def parse(cls, path: Path, data: Any) -> CallbackWords:
+        if not isinstance(data, dict):
+            raise PromptsError(f"{path}: needs a 'callback:' mapping (callbacks and after hours)")
+        lines: dict[str, str] = {}
+        for key, wanted in CALLBACK_FIELDS.items():
+            value = data.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise PromptsError(f"{path}: callback.{key} is missing or empty")
+            used = {n for _, n, _, _ in string.Formatter().parse(value) if n is not None}
+            if used != wanted:
+                need = ", ".join("{" + n + "}" for n in sorted(wanted)) or "no placeholders"
+                raise PromptsError(f"{path}: callback.{key} must use {need}")
+            lines[key] = value.strip()
+        return cls(lines)
+
+
 @dataclass(frozen=True, slots=True)
 class Prompts:
     """Fixed phrases by key, keypad digit to intent, and the whisper's words."""
@@ -139,6 +193,7 @@ class Prompts:
     keypad: Mapping[str, str]
     whisper: WhisperWords
     wait: WaitWords
+    callback: CallbackWords
 
     def __getitem__(self, key: str) -> str:
         return self.phrases[key]
@@ -169,4 +224,5 @@ class Prompts:
             menu[k] = intent
         whisper = WhisperWords.parse(path, data.get("whisper"))
         wait = WaitWords.parse(path, data.get("wait"))
-        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait)
+        callback = CallbackWords.parse(path, data.get("callback"))
+        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait, callback)

@@ -11,6 +11,9 @@ Inside a call, the event loop only moves frames and decisions; decoding and synt
                                                                                       │
     Pacer (20 ms frames, silence when idle) ◀── Speaker (Piper in a worker) ◀─────────┘
 
+Why this file is long: the turn loop, its timers and every way a call ends live together (the callback and
+after-hours questions included) so the order of events in a call can be read in one place.
+
 Listening, the keypad and speaking are their own modules (``listening.py``, ``keypad.py``,
 ``speaking.py``); this one holds the turn loop, the timers and how the call ends.
 
@@ -23,6 +26,13 @@ How a call ends, and what the dialplan does next (via the outcome in Redis, ``te
 - the call passes its time limit                                   → ``handoff`` reason ``too-long``
 - the caller hangs up                                              → ``abandoned``
 - anything unexpected inside the gateway                           → ``failed`` (the dialplan queues)
+- a handoff whose expected wait is over ``callback_offer_s``: the
+  caller accepts the callback offer (voice yes/no or keys 1/2)     → ``callback`` reason ``long-wait``
+  (request submitted, ``bot/offers.py``; declined → ``handoff`` as before)
+- outside the line's opening hours (the store's ``phone_line``)    → the hours said, then a voicemail
+  (``voicemail``), a callback at the next opening (``callback`` reason ``after-hours``) or, both declined,
+  the assistant carries on; its handoffs get the same offers, a priority-1 incident with an on-call number
+  configured → ``oncall`` reason ``urgent``
 """
 
 from __future__ import annotations
@@ -35,21 +45,26 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from actions.shared.numerals import digits_from_speech
+from actions.shared.speech import say_time
 from bot.asr import VoskEngine
+from bot.callbacks import submit as submit_callback
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
 from bot.dialogue import Dialogue, DialogueError, Reply
 from bot.keypad import Keypad
 from bot.listening import Listener
+from bot.offers import said_hours, said_opening, spoken_digits
 from bot.pacer import Pacer
 from bot.prompts import Prompts
 from bot.routing import choose_route
 from bot.speaking import Speaker
 from bot.tts import Speech
 from bot.vad import EndpointerConfig
-from bot.waits import Waits, wait_sentence
+from bot.waits import Wait, Waits, wait_sentence
 from telephony.audiosocket import audio_rate
 from telephony.callstate import Outcome, Reason, Route, Skill
 from telephony.frames import AudioIn, Dtmf, Hangup, InboundFrame, PeerError, Transcript
@@ -126,6 +141,29 @@ class SessionDeps:
     """The live queue model's estimates; ``None`` without an AMI connection (nothing is said then)."""
     on_end: Callable[[CallSession], object] | None = None
     """Called once the call has ended and its outcome is recorded."""
+    lines: LineSource | None = None
+    """The store's phone lines (opening hours); ``None``: always open."""
+    wall_clock: Callable[[], float] = time.time
+    """Unix seconds: opening hours, callback times (tests pass a fixed one)."""
+
+
+class LineSource(Protocol):
+    """Where the opening hours of the line dialled come from (the customer store)."""
+
+    async def phone_line(self, number: str | None) -> Any:
+        """``actions.backends.base.PhoneLine`` (``is_open``, ``next_opening``, ``local``, ``number``,
+        ``branch``) or ``None``; the gateway reaches the store by name, never importing ``actions``."""
+
+
+YES, NO = "/affirm", "/deny"
+YES_NO_KEYS = {"1": "affirm", "2": "deny"}
+"""During a yes/no question: key 1 is yes, key 2 is no."""
+UNDERSTOOD_AT = 0.6
+"""The assistant's confidence needed to take spoken words as yes or no."""
+LINE_LOOKUP_S = 2.0
+WINDOW_S = 2 * 3600.0
+"""A callback at a chosen time may come up to this long after it."""
+"""Longest wait for the line's hours at the start of a call; slower counts as open."""
 
 
 @dataclass
@@ -182,6 +220,11 @@ class CallSession:
         self._limit_reached = False
         self._pending_timing: TurnTiming | None = None
         self._timing_open: TurnTiming | None = None
+        self._wait: Wait | None = None
+        self._closed: Any = None
+        self._line_known: Any = None
+        """The line dialled (``PhoneLine``), when the store knows it."""
+        """The line dialled, when the call came outside its opening hours."""
 
     @property
     def outcome(self) -> Outcome:
@@ -351,6 +394,8 @@ class CallSession:
         return meta
 
     async def _dialogue_loop(self) -> None:
+        if await self._after_hours_at_start():
+            return
         await self._turn("/session_start", "system")
         if self._d.asr is None and not self._finishing:
             await self._say_prompt("keypad_menu")
@@ -403,13 +448,7 @@ class CallSession:
             if reply.handoff is not None:
                 self.end.context = dict(reply.handoff.context)
                 self.end.skill = reply.handoff.skill
-                await self._finish(
-                    Outcome.HANDOFF,
-                    reply.handoff.reason,
-                    skill=reply.handoff.skill,
-                    prompt=None if reply.texts else "handoff",
-                    then=self._wait_line(),
-                )
+                await self._hand_off(reply.handoff.reason, said=bool(reply.texts))
             elif reply.end_call:
                 await self._finish(Outcome.COMPLETED, Reason.GOODBYE)
         finally:
@@ -463,11 +502,332 @@ class CallSession:
         the live queue model knows it."""
         route = self._route()
         wait = self._d.waits.estimate(route, self.end.skill or Skill.GENERAL) if self._d.waits else None
+        self._wait = wait
         self.end.route = wait.route if wait is not None else route
         if wait is None:
             return None
         self.end.context["wait_estimate_s"] = None if wait.seconds is None else round(wait.seconds)
         return "wait", wait_sentence(wait, self.end.skill or Skill.GENERAL, self._d.prompts.wait)
+
+    # ---------------------------------------------------------------- handoff, callbacks, after hours
+
+    async def _hand_off(self, reason: Reason, *, said: bool) -> None:
+        """The assistant asked for a person: outside hours, the after-hours offers (or the on-call number);
+        else the wait sentence, a callback offer when the wait is long, then the queue."""
+        skill = self.end.skill or Skill.GENERAL
+        entered = self._d.wall_clock()
+        if self._closed is not None:
+            urgent = self.end.context.get("incident_priority") == 1
+            if urgent and self._cfg.oncall:
+                await self._finish(Outcome.ONCALL, Reason.URGENT, skill=skill, then=self._line("oncall"))
+                return
+            if not await self._after_hours_offers(entered):
+                await self._finish(Outcome.COMPLETED, Reason.AFTER_HOURS, then=self._line("goodbye"))
+            return
+        if not said:
+            await self._say_prompt("handoff")
+        wait_line = self._wait_line()
+        if wait_line is not None:
+            name, text = wait_line
+            await self.record.say("bot", text, prompt=name)
+            await self._speak(text)
+        wait = self._wait
+        if wait is not None and wait.seconds is not None and wait.seconds > self._cfg.callback_offer_s:
+            offer: dict[str, Any] = {"offered": True, "wait_s": round(wait.seconds), "at": round(entered, 3)}
+            self.end.context["callback"] = offer
+            answer, by = await self._ask_yes_no("offer")
+            offer.update(answer=_answer_word(answer), by=by)
+            if answer:
+                number = await self._confirm_number()
+                window = await self._ask_window() if number is not None else None
+                start, end = window or (0.0, 0.0)
+                if number is not None and await self._submit(number, entered, start, offer, window_end=end):
+                    words = self._d.prompts.callback
+                    if window is None:
+                        confirmed = words["confirmed"].format(digits=spoken_digits(number))
+                    else:
+                        confirmed = words["confirmed_window"].format(
+                            digits=spoken_digits(number), start=self._said_at(start), end=self._said_at(end)
+                        )
+                    await self._finish(
+                        Outcome.CALLBACK, Reason.LONG_WAIT, skill=skill, then=("callback", confirmed)
+                    )
+                    return
+                offer["answer"] = "no-number" if number is None else "not-submitted"
+            await self.record.keep_context(self.end.context)
+            if not self._finishing:
+                await self._say_callback_line("declined")
+        await self._finish(Outcome.HANDOFF, reason, skill=skill)
+
+    async def _after_hours_at_start(self) -> bool:
+        """Outside the line's hours: say them and offer a voicemail, then a callback at opening time.
+        Whether the call is decided (voicemail, callback); else the assistant carries on."""
+        if self._d.lines is None:
+            return False
+        try:
+            line = await asyncio.wait_for(
+                self._d.lines.phone_line(self.info.get("line") or None), LINE_LOOKUP_S
+            )
+            now = self._d.wall_clock()
+            self._line_known = line
+            if line is None or line.is_open(now):
+                return False
+            opens = line.next_opening(now)
+            hours = said_hours(line)
+        except Exception as exc:  # the store's trouble must not keep a caller from the bot
+            log.warning(
+                "call %s: opening hours unknown (%s); treated as open", self.call_id, type(exc).__name__
+            )
+            return False
+        self._closed = line
+        when = said_opening(line.local(now), opens) if opens is not None else ""
+        self.end.context["after_hours"] = {
+            "line": line.number,
+            "next_opening": opens.timestamp() if opens else None,
+        }
+        closed = self._d.prompts.callback["closed"].format(hours=hours, opens=when)
+        await self.record.say("bot", closed, prompt="callback.closed")
+        await self._speak(closed)
+        if await self._after_hours_offers(now):
+            return True
+        await self._say_callback_line("carry_on")
+        return False
+
+    async def _after_hours_offers(self, entered: float) -> bool:
+        """A voicemail, else a callback at the next opening; whether the caller took one (the call ends)."""
+        record: dict[str, Any] = {"offered": ["voicemail", "callback"]}
+        self.end.context.setdefault("after_hours", {})["offers"] = record
+        answer, by = await self._ask_yes_no("voicemail_offer")
+        record["voicemail"] = _answer_word(answer)
+        record["voicemail_by"] = by
+        if answer:
+            await self.record.keep_context(self.end.context)
+            await self._finish(Outcome.VOICEMAIL, Reason.AFTER_HOURS, then=self._line("voicemail_go"))
+            return True
+        if self._finishing or self._done.is_set():
+            return True
+        answer, by = await self._ask_yes_no("opening_offer")
+        record["callback"] = _answer_word(answer)
+        record["callback_by"] = by
+        line = self._closed
+        opens = line.next_opening(self._d.wall_clock()) if line is not None else None
+        if answer and opens is not None:
+            number = await self._confirm_number()
+            if number is not None and await self._submit(number, entered, opens.timestamp(), record):
+                words = self._d.prompts.callback["scheduled"].format(
+                    digits=spoken_digits(number),
+                    opens=said_opening(line.local(self._d.wall_clock()), opens) if line else "",
+                )
+                await self._finish(Outcome.CALLBACK, Reason.AFTER_HOURS, then=("callback.scheduled", words))
+                return True
+            record["callback"] = "no-number" if number is None else "not-submitted"
+        await self.record.keep_context(self.end.context)
+        return self._finishing or self._done.is_set()
+
+    def _zone(self) -> tzinfo | None:
+        """The line's time zone when the store knows it, else the gateway's own."""
+        try:
+            return self._line_known.zone() if self._line_known is not None else None
+        except Exception:
+            return None
+
+    def _said_at(self, unix_s: float) -> str:
+        return say_time(datetime.fromtimestamp(unix_s, self._zone()).time())
+
+    async def _ask_window(self) -> tuple[float, float] | None:
+        """A later time for the callback, if the caller wants one: (not before, window end), unix seconds,
+        from an hour keyed in 24-hour form (the next time the clock shows it, in the line's zone) and
+        :data:`WINDOW_S` after it. ``None``: as soon as it is their turn."""
+        answer, _ = await self._ask_yes_no("window_offer")
+        note = self.end.context.setdefault("callback", {})
+        note["window"] = "asap" if answer is not False else "asked"
+        if answer is not False:
+            return None
+        previous = self.keypad.use_menu({})
+        try:
+            for _ in range(2):
+                await self._say_callback_line("ask_window")
+                turn = await self._next_answer()
+                if turn is None:
+                    return None
+                raw = turn.text if turn.source == "dtmf" else digits_from_speech(turn.text) or ""
+                hour = int(raw) if raw.isdigit() and len(raw) <= 2 else -1
+                if not 0 <= hour <= 23:
+                    continue
+                now = datetime.fromtimestamp(self._d.wall_clock(), self._zone())
+                start = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+                if start <= now:
+                    start += timedelta(days=1)
+                window = (start.timestamp(), start.timestamp() + WINDOW_S)
+                confirm = self._d.prompts.callback["window_confirm"].format(
+                    start=self._said_at(window[0]), end=self._said_at(window[1])
+                )
+                self.keypad.use_menu(YES_NO_KEYS)
+                agreed, _ = await self._ask_yes_no("window_confirm", text=confirm)
+                self.keypad.use_menu({})
+                if agreed:
+                    note["window"] = "chosen"
+                    return window
+                if agreed is None:
+                    return None
+            return None
+        finally:
+            self.keypad.use_menu(previous)
+
+    async def _submit(
+        self, number: str, entered: float, not_before: float, note: dict[str, Any], *, window_end: float = 0.0
+    ) -> bool:
+        """Submit the callback request; its id goes into the context (``note``). Whether it was stored."""
+        route = self.end.route or self._route()
+        try:
+            request = await submit_callback(
+                self._d.redis,
+                call=self.call_id,
+                number=number,
+                skill=(self.end.skill or Skill.GENERAL).value,
+                queue=route.queue,
+                priority=route.priority,
+                entered=entered,
+                not_before=not_before,
+                window_end=window_end,
+                language=self.info.get("language") or "en",
+            )
+            note["request"] = request.request
+        except Exception as exc:
+            log.error("call %s: callback request not stored (%s)", self.call_id, type(exc).__name__)
+            return False
+        note.update(
+            entered=round(entered, 3),
+            not_before=round(not_before, 3),
+            window_end=round(window_end, 3),
+            queue=route.queue,
+        )
+        log.info("call %s: callback request %s submitted", self.call_id, note["request"])
+        await self.record.keep_context(self.end.context)
+        return True
+
+    async def _confirm_number(self) -> str | None:
+        """The number to call back: the caller id if the caller confirms it, else one keyed in and confirmed
+        (each read back digit by digit). ``None``: no number agreed."""
+        words = self._d.prompts.callback
+        caller = "".join(ch for ch in self.info.get("caller_number") or "" if ch.isdigit())
+        if len(caller) >= 3:
+            answer, _ = await self._ask_yes_no(
+                "caller_id", text=words["caller_id"].format(digits=spoken_digits(caller))
+            )
+            if answer:
+                return caller
+            if answer is None:
+                return None
+        for _ in range(2):
+            typed = await self._ask_digits()
+            if typed is None:
+                return None
+            confirm = words["confirm_number"].format(digits=spoken_digits(typed))
+            answer, _ = await self._ask_yes_no("confirm_number", text=confirm)
+            if answer:
+                return typed
+            if answer is None:
+                return None
+        return None
+
+    def _line(self, name: str) -> tuple[str, str]:
+        return f"callback.{name}", self._d.prompts.callback[name]
+
+    async def _say_callback_line(self, name: str, text: str | None = None) -> None:
+        """Say ``callback.<name>`` (a fixed line, cached like the gateway's other phrases), or ``text`` built
+        from it (a number read back: cached in memory only)."""
+        fixed = text is None
+        text = text if text is not None else self._d.prompts.callback[name]
+        await self.record.say("bot", text, prompt=f"callback.{name}")
+        await self._speak(text, fixed=fixed)
+
+    async def _next_answer(self) -> Transcript | None:
+        """The caller's next turn while the bot waits on its own question (no-input reprompts count);
+        ``None`` after the reprompts, at the time limit, or when the call ends."""
+        busy, self._busy = self._busy, False
+        self._last_activity = self._clock()
+        try:
+            while not self._done.is_set():
+                getter = asyncio.ensure_future(self._inputs.get())
+                ended = asyncio.ensure_future(self._done.wait())
+                done, _ = await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+                ended.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    return None
+                item = getter.result()
+                if isinstance(item, _Control):
+                    if item.reason is Reason.TOO_LONG:
+                        self._limit_reached = True
+                        return None
+                    return Transcript("", source="timeout")
+                if item.text:
+                    self.turns += 1
+                    await self.record.say("caller", caller_line(item.text, item.source, redacted=False))
+                    return item
+            return None
+        finally:
+            self._busy = busy
+            self._last_activity = self._clock()
+
+    async def _ask_yes_no(self, name: str, *, text: str | None = None) -> tuple[bool | None, str]:
+        """Ask the ``callback.<name>`` question (or the text given): (yes / no / ``None`` for no usable
+        answer, how it came: ``voice``, ``keypad``, ``none``)."""
+        previous = self.keypad.use_menu(YES_NO_KEYS)
+        try:
+            await self._say_callback_line(name, text)
+            for attempt in range(self._cfg.no_input_retries + 1):
+                turn = await self._next_answer()
+                if turn is None:
+                    return None, "none"
+                if turn.source == "dtmf":
+                    if turn.text in (YES, NO):
+                        return turn.text == YES, "keypad"
+                elif turn.text:
+                    verdict = await self._yes_or_no(turn.text)
+                    if verdict is not None:
+                        return verdict, "voice"
+                if attempt < self._cfg.no_input_retries:
+                    await self._say_callback_line("not_understood")
+            return None, "none"
+        finally:
+            self.keypad.use_menu(previous)
+
+    async def _yes_or_no(self, text: str) -> bool | None:
+        understand = getattr(self._d.dialogue, "understand", None)
+        if understand is None:
+            return None
+        try:
+            found = await understand(self.call_id, text)
+        except Exception as exc:  # the keypad still works
+            log.warning("call %s: yes/no not understood (%s)", self.call_id, type(exc).__name__)
+            return None
+        if found.confidence < UNDERSTOOD_AT or found.intent not in ("affirm", "deny"):
+            return None
+        return bool(found.intent == "affirm")
+
+    async def _ask_digits(self) -> str | None:
+        """Ask for a number on the keypad (spoken digits count too); ``None`` when none came."""
+        previous = self.keypad.use_menu({})
+        try:
+            await self._say_callback_line("ask_number")
+            for attempt in range(self._cfg.no_input_retries + 1):
+                turn = await self._next_answer()
+                if turn is None:
+                    return None
+                digits = (
+                    "".join(ch for ch in turn.text if ch.isdigit())
+                    if turn.source == "dtmf"
+                    else (digits_from_speech(turn.text) or "" if turn.text else "")
+                )
+                if 3 <= len(digits) <= 20:
+                    return digits
+                if attempt < self._cfg.no_input_retries:
+                    await self._say_callback_line("ask_number")
+            return None
+        finally:
+            self.keypad.use_menu(previous)
 
     async def _finish(
         self,
@@ -519,3 +879,7 @@ class CallSession:
             context=end.context,
             route=end.route if end.outcome is Outcome.HANDOFF else None,
         )
+
+
+def _answer_word(answer: bool | None) -> str:
+    return "yes" if answer else "no" if answer is False else "none"

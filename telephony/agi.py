@@ -31,6 +31,15 @@ route: ``queue``, ``priority``, ``max_penalty``, ``rule``, ``verified``) and set
 ``ATTENDANT_RESULT``, so a session cut short leaves ``ATTENDANT_RESULT`` unset, which the dialplan treats as a
 failure (the caller is queued).
 
+``outcome`` also sets, for ``ATTENDANT_RESULT=voicemail``, ``ATTENDANT_VM_MAX`` (the recording limit, 120 s);
+``callback`` (the request is submitted: hang up) and ``oncall`` (dial the on-call number) need nothing more.
+``register`` also keeps ``line``: the number dialled (argument 3, e.g. ``${EXTEN}`` of the DID context, else
+``agi_dnid``), digits only; the bot looks up that line's opening hours.
+
+``voicemail`` — ``AGI(agi://127.0.0.1:4573/voicemail,${ATTENDANT_UUID},<file>,${RECORD_STATUS})`` after
+``Record()``: stores the recording's path (absolute, containing the call id) with the call's context in the
+stream ``attendant:voicemails``.
+
 Failure tree (every branch ends with the caller reaching a person)::
 
     hash missing / call id unusable   -> ATTENDANT_RESULT=none   (dialplan queues the caller)
@@ -50,6 +59,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +69,7 @@ from telephony.audiosocket import audio_rate
 from telephony.callstate import (
     RETENTION_S,
     SAFE_VALUE,
+    VOICEMAILS_KEY,
     Outcome,
     Reason,
     Route,
@@ -69,6 +80,10 @@ from telephony.callstate import (
 
 log = logging.getLogger(__name__)
 
+VOICEMAIL_MAX_S = 120
+"""A voicemail's length limit, seconds (``Record()``'s maximum duration)."""
+VOICEMAIL_FILE = re.compile(r"/[A-Za-z0-9_./-]{1,200}")
+"""A recording's path as the dialplan passes it: absolute, no spaces, quotes or ``..``."""
 SESSION_TIMEOUT_S = 30.0
 """A FastAGI session (after the header) that takes longer is cut; the dialplan then queues the caller."""
 REDIS_TIMEOUT_S = 2.0
@@ -116,6 +131,13 @@ CHANNEL_NAME = re.compile(
 dialplan or AMI action could misread."""
 CHANNEL_NAME_MAX = 80
 """``AST_CHANNEL_NAME``: Asterisk's own limit on a channel name."""
+
+
+def dialled_line(raw: str) -> str:
+    """The number the caller dialled (AGI argument 3, else ``agi_dnid``), digits only (at most 20), else
+    ``""``: the store's phone line (opening hours) is looked up by it."""
+    digits = "".join(ch for ch in raw.strip() if ch.isdigit())
+    return digits if 1 <= len(digits) <= 20 else ""
 
 
 def channel_name(raw: str) -> str:
@@ -178,6 +200,8 @@ class CallOutcome:
             ]
         if self.whisper is not None:
             out.append(("ATTENDANT_WHISPER", str(self.whisper)))
+        if self.result is Outcome.VOICEMAIL:
+            out.append(("ATTENDANT_VM_MAX", str(VOICEMAIL_MAX_S)))
         out.append(("ATTENDANT_RESULT", self.result.value))
         return out
 
@@ -324,6 +348,7 @@ class AgiServer:
         self._app = Application(loop=asyncio.get_running_loop())
         self.add_route("outcome", self.outcome)
         self.add_route("register", self.register)
+        self.add_route("voicemail", self.voicemail)
         server = await asyncio.start_server(
             self.handle, self._config.host, self._config.port, limit=self._config.max_header_bytes
         )
@@ -418,6 +443,9 @@ class AgiServer:
             rate = audio_rate(headers.get("agi_arg_2", ""))
             if rate is not None:
                 fields["rate"] = str(rate)
+            line = dialled_line(headers.get("agi_arg_3", "") or headers.get("agi_dnid", ""))
+            if line:
+                fields["line"] = line
             try:
                 pipe = self._redis.pipeline()
                 pipe.hset(call_key(call_id), mapping=fields)
@@ -445,6 +473,44 @@ class AgiServer:
         log.info(
             "call %s: outcome %s (reason %s, skill %s)", call_id, result.result, result.reason, result.skill
         )
+
+    async def voicemail(self, request: Any) -> None:
+        """Route ``voicemail``: ``AGI(agi://.../voicemail,${ATTENDANT_UUID},<file>,${RECORD_STATUS})`` after
+        ``Record()`` (or from the hangup handler): the recording's path, with the call's context, goes to the
+        stream ``attendant:voicemails`` and the call's hash (``voicemail``). Sets ``ATTENDANT_VM_STORED``."""
+        headers: Mapping[str, str] = request.headers
+        call_id = call_id_from(headers)
+        path = headers.get("agi_arg_2", "").strip()
+        status = safe_value(headers.get("agi_arg_3", ""), "unknown")
+        stored = "no"
+        if call_id is None or not VOICEMAIL_FILE.fullmatch(path) or ".." in path or str(call_id) not in path:
+            log.warning("call %s: voicemail path refused", call_id)
+        else:
+            try:
+                fields = await asyncio.wait_for(self._redis.hgetall(call_key(call_id)), REDIS_TIMEOUT_S)
+                known = {_text(k): _text(v) for k, v in (fields or {}).items()}
+                entry = {
+                    "call": str(call_id),
+                    "file": path,
+                    "status": status,
+                    "caller_number": known.get("caller_number", ""),
+                    "line": known.get("line", ""),
+                    "context": known.get("context", "{}"),
+                    "at": f"{time.time():.3f}",
+                }
+                pipe = self._redis.pipeline()
+                pipe.xadd(VOICEMAILS_KEY, entry)
+                pipe.hset(call_key(call_id), mapping={"voicemail": path, "voicemail_status": status})
+                pipe.expire(call_key(call_id), RETENTION_S)
+                await asyncio.wait_for(pipe.execute(), timeout=REDIS_TIMEOUT_S)
+                stored = "yes"
+                log.info("call %s: voicemail stored (%s)", call_id, status)
+            except Exception as exc:
+                log.warning("call %s: voicemail not stored (%s)", call_id, type(exc).__name__)
+        try:
+            await set_variable(request, "ATTENDANT_VM_STORED", stored)
+        except AgiCommandError:
+            pass  # from a hangup handler the channel is gone; the recording is stored all the same
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait for sessions in progress; cancel any still running at the end."""

@@ -17,6 +17,11 @@ Redis keys::
     attendant:agent:<id>:offers           sorted set: call UUID -> when it was offered to the agent (unix s);
                                           the console shows an agent a call's context only if it is here
     attendant:console:session:<sha256>    string: agent id of a console login (key: sha256 of the cookie)
+    attendant:callbacks                   stream: callback requests (``bot/offers.py`` writes them: request,
+                                          call, number, skill, queue, priority, entered, not_before,
+                                          window_end, language); the dispatcher dials them
+    attendant:voicemails                  stream: voicemails recorded by the dialplan (FastAGI ``voicemail``:
+                                          call, file, status, caller_number, context JSON, at)
 
 Every value that reaches the dialplan matches :data:`SAFE_VALUE`; the enum values below all do.
 """
@@ -33,6 +38,8 @@ RETENTION_S = 86400
 TRANSCRIPT_MAXLEN = 1000
 """Entries kept in a call's transcript stream."""
 ACTIVE_KEY = "attendant:calls:active"
+CALLBACKS_KEY = "attendant:callbacks"
+VOICEMAILS_KEY = "attendant:voicemails"
 SAFE_VALUE = re.compile(r"[a-z0-9_-]{1,32}")
 """The only values that reach a channel variable."""
 
@@ -75,6 +82,12 @@ class Outcome(str, Enum):
     """The gateway broke: the dialplan queues the caller."""
     NONE = "none"
     """No usable outcome (no record, Redis down): the dialplan queues the caller."""
+    CALLBACK = "callback"
+    """The caller accepted a callback (request submitted): the dialplan hangs up; nobody is queued."""
+    VOICEMAIL = "voicemail"
+    """After hours, the caller leaves a message: the dialplan records it (``Record()``)."""
+    ONCALL = "oncall"
+    """After hours, an urgent (priority-1) problem: the dialplan dials the on-call number."""
 
     def __str__(self) -> str:
         return self.value
@@ -96,6 +109,10 @@ class Reason(str, Enum):
     CALLER_HANGUP = "caller-hangup"
     PEER_ERROR = "peer-error"
     INTERNAL = "internal"
+    # the caller chose not to wait, or called outside opening hours
+    LONG_WAIT = "long-wait"
+    AFTER_HOURS = "after-hours"
+    URGENT = "urgent"
     # FastAGI found nothing usable
     NONE = "none"
     NO_RESULT = "no-result"

@@ -157,6 +157,9 @@ def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> Gat
         RASA_TOKEN=rasa.token,
         REDIS_URL=redis_url,
         ATTENDANT_TEXT_INJECTION="loopback",
+        # Calls are answered as in opening hours whatever the time the tests run (tests/test_callbacks.py
+        # covers after hours on a fixed clock).
+        ATTENDANT_AFTER_HOURS="off",
         ATTENDANT_CONSOLE_PORT="0",
         ATTENDANT_AGENT_TOKENS=str(log.parent / "agent-tokens.json"),
         PYTHONUNBUFFERED="1",

@@ -154,7 +154,14 @@ async def test_register_stores_who_is_calling(agi_port: int, redis: aioredis.Red
     commands = await play_asterisk(agi_port, asterisk_header(call, script="register"))
     assert commands == ['SET VARIABLE ATTENDANT_REGISTERED "yes"']
     stored = {k.decode(): v.decode() for k, v in (await redis.hgetall(f"attendant:call:{call}")).items()}
-    assert stored == {"caller_number": "5551234", "channel": "PJSIP/trunk-00000042", "language": "en"}
+    # line: the number dialled (agi_dnid here; argument 3 when the dialplan passes ${ATTENDANT_LINE})
+    expected = {
+        "caller_number": "5551234",
+        "channel": "PJSIP/trunk-00000042",
+        "language": "en",
+        "line": "100",
+    }
+    assert stored == expected
     assert 0 < await redis.ttl(f"attendant:call:{call}") <= 86400
 
 

@@ -186,7 +186,8 @@ def test_register_passes_each_contexts_rate() -> None:
     rates = {}
     for block in contexts:
         name = block.split("]", 1)[0]
-        m = re.search(r"AGI\(\$\{ATTENDANT_AGI\}/register,\$\{ATTENDANT_UUID\},(\d+)\)", block)
+        register = r"AGI\(\$\{ATTENDANT_AGI\}/register,\$\{ATTENDANT_UUID\},(\d+),\$\{ATTENDANT_LINE\}\)"
+        m = re.search(register, block)
         if m:
             rates[name] = int(m.group(1))
     assert rates == {"attendant": 8000, "attendant-slin16": 16000}
@@ -233,3 +234,24 @@ def test_the_ami_user_is_least_privilege_and_sees_the_call_uuid() -> None:
     assert privileges["attendant.write"] <= {"call", "agent", "originate"}
     assert not ({"system", "command", "config", "all"} & set().union(*privileges.values()))
     assert channelvars == {"ATTENDANT_UUID"}
+
+
+def test_callback_voicemail_and_oncall_results_are_routed() -> None:
+    """The outcome route's results for callbacks and after hours each have their branch: a callback hangs up
+    (nobody queued), a voicemail is recorded with Record() (beep, '#' ends it, ATTENDANT_VM_MAX seconds, kept
+    on hangup) into a file named by the call id and reported by the FastAGI ``voicemail`` route from the
+    hangup handler, and the on-call branch dials ATTENDANT_ONCALL or goes to a person when none is set."""
+    text = (SAMPLES / "extensions.conf").read_text()
+    for result in ("callback", "voicemail", "oncall"):
+        assert f'GotoIf($["${{ATTENDANT_RESULT}}" = "{result}"]?{result},1)' in text
+    callback = text.split("exten => callback,1,")[1].split("\n\n")[0]
+    assert "Hangup(16)" in callback and "Queue(" not in callback
+    voicemail = text.split("exten => voicemail,1,")[1].split("\n\n")[0]
+    assert "Set(ATTENDANT_VM_FILE=${ATTENDANT_VM_DIR}/${ATTENDANT_UUID}.wav)" in voicemail
+    assert "Set(CHANNEL(hangup_handler_push)=attendant-voicemail-saved,s,1)" in voicemail
+    assert "Record(${ATTENDANT_VM_FILE},0,${ATTENDANT_VM_MAX},k)" in voicemail
+    saved = text.split("[attendant-voicemail-saved]")[1]
+    assert "AGI(${ATTENDANT_AGI}/voicemail,${ATTENDANT_UUID},${ATTENDANT_VM_FILE},${RECORD_STATUS})" in saved
+    oncall = text.split("exten => oncall,1,")[1].split("\n\n")[0]
+    assert 'GotoIf($["${ATTENDANT_ONCALL}" = ""]?to-person,1)' in oncall
+    assert "Dial(${ATTENDANT_ONCALL},45,t)" in oncall and "Goto(to-person,1)" in oncall

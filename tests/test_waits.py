@@ -101,7 +101,8 @@ async def test_a_handoff_says_the_wait_and_records_the_route(sync_redis: redis_s
         texts=("Let me get you a colleague.",),
         handoff=HandoffRequested(Reason.REQUESTED, Skill.BILLING, {"verified": True, "loyalty_tier": "gold"}),
     )
-    h = Harness(ScriptedDialogue({"/session_start": GREETING, "a person": handoff}))
+    # 250 s is over the callback offer's threshold: raised here, the caller goes straight to the queue.
+    h = Harness(ScriptedDialogue({"/session_start": GREETING, "a person": handoff}), callback_offer_s=600.0)
     fixed = FixedWaits(Wait(250, Route("attendant-billing", priority=5)))
     h.waits = fixed
     await h.server.start()

@@ -32,7 +32,8 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # --- errors ---------------------------------------------------------------------------------------------
 
@@ -256,10 +257,65 @@ class Branch:
         """The opening hours on ``weekday`` (0 = Monday), ``None`` when closed all day."""
         return next((h for h in self.hours if h.weekday == weekday), None)
 
+    holidays: frozenset[date] = field(default=frozenset())
+    """Days it is closed whatever the weekly hours say."""
+
+    def hours_of(self, day: date) -> OpeningHours | None:
+        """The opening hours on the date ``day``: ``None`` on a holiday or a day it is closed."""
+        return None if day in self.holidays else self.hours_on(day.weekday())
+
     def is_open(self, at: datetime) -> bool:
         """Whether the branch is open at ``at`` (local time)."""
-        hours = self.hours_on(at.weekday())
+        hours = self.hours_of(at.date())
         return hours is not None and hours.opens <= at.time() < hours.closes
+
+    def next_opening(self, after: datetime) -> datetime | None:
+        """When it next opens strictly after ``after`` (same tzinfo as ``after``), holidays skipped; ``None``
+        when it never opens in the coming 370 days."""
+        for ahead in range(370):
+            day = after.date() + timedelta(days=ahead)
+            hours = self.hours_of(day)
+            if hours is None:
+                continue
+            opens = datetime.combine(day, hours.opens, tzinfo=after.tzinfo)
+            if opens > after:
+                return opens
+        return None
+
+
+DEFAULT_LINE = "default"
+"""The line of every dialled number not listed in the store."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneLine:
+    """A number callers dial: its name, its time zone and the branch whose hours and holidays it keeps."""
+
+    number: str
+    """The dialled number's digits, or ``default`` for every number not listed."""
+    name: str
+    timezone: str
+    """An IANA zone name (``America/Chicago``)."""
+    branch: Branch
+
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise StoreError(f"line {self.number}: unknown time zone {self.timezone!r}") from exc
+
+    def local(self, unix_s: float) -> datetime:
+        """The line's local time at ``unix_s``."""
+        return datetime.fromtimestamp(unix_s, self.zone())
+
+    def is_open(self, unix_s: float) -> bool:
+        """Whether the line is answered at ``unix_s``."""
+        local = self.local(unix_s)
+        return self.branch.is_open(local.replace(tzinfo=None))
+
+    def next_opening(self, unix_s: float) -> datetime | None:
+        """The next opening after ``unix_s``, in the line's time zone."""
+        return self.branch.next_opening(self.local(unix_s))
 
 
 # --- pure helpers ---------------------------------------------------------------------------------------
@@ -475,6 +531,11 @@ class CustomerStore(ABC):
     @abstractmethod
     async def branches(self) -> list[Branch]:
         """All branches with their opening hours, by name."""
+
+    async def phone_line(self, number: str | None) -> PhoneLine | None:
+        """The line ``number`` (digits of the dialled number) reaches, else the ``default`` line; ``None``
+        when the store knows no lines (then the line is always answered). Stores without lines keep this."""
+        return None
 
     # lifecycle
 

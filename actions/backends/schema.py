@@ -140,6 +140,31 @@ branch_hours = Table(
     CheckConstraint("weekday BETWEEN 0 AND 6", name="ck_branch_hours_weekday"),
 )
 
+holidays = Table(
+    "holidays",
+    metadata,
+    Column("branch_id", String(16), ForeignKey("branches.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", Date, primary_key=True, comment="closed all day"),
+    Column("name", String(100), nullable=False),
+)
+
+phone_lines = Table(
+    "phone_lines",
+    metadata,
+    Column(
+        "number", String(32), primary_key=True, comment="the dialled number, digits; 'default': any other"
+    ),
+    Column("name", String(100), nullable=False),
+    Column(
+        "branch_id",
+        String(16),
+        ForeignKey("branches.id", ondelete="CASCADE"),
+        nullable=False,
+        comment="the line keeps this branch's hours and holidays (one source for the info answer too)",
+    ),
+    Column("timezone", String(64), nullable=False, comment="IANA zone, e.g. America/Chicago"),
+)
+
 slots = Table(
     "slots",
     metadata,

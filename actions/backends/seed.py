@@ -24,7 +24,9 @@ Demo callers (numbers in the 555-01xx fiction range; PINs and dates of birth are
 Catalogue: P-100 phone charger $19.99, P-200 wireless headset $59.00 (promotion), P-300 screen protector
 $9.50, P-400 extended warranty $29.00, P-900 desk phone (discontinued). Branches: B-DT Downtown
 (Mon-Fri 9:00-17:30, Sat 10:00-14:00), B-RS Riverside (Mon-Fri 8:00-20:00, Sat 9:00-17:00); hourly slots
-with one advisor each, for fourteen days from today.
+with one advisor each, for fourteen days from today; both closed on Christmas Day and New Year's Day.
+Phone lines (the dialled number -> the branch whose hours and holidays it keeps, and its time zone): every
+number -> Downtown, 1 555 010 0200 -> Riverside, both America/Chicago.
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ from actions.backends.schema import (
     create_schema,
     customers,
     drop_schema,
+    holidays,
     incidents,
     make_engine,
     metadata,
     normalise_url,
     order_items,
     orders,
+    phone_lines,
     phone_numbers,
     products,
     promotions,
@@ -145,6 +149,13 @@ BRANCHES: tuple[tuple[str, str, str, str, str, str, dict[int, tuple[time, time]]
         {d: (time(8), time(20)) for d in range(5)} | {5: (time(9), time(17))},
     ),
 )  # fmt: skip
+LINES: tuple[tuple[str, str, str, str], ...] = (
+    # number dialled (digits; "default": every other), name, branch whose hours it keeps, time zone
+    ("default", "Attendant", "B-DT", "America/Chicago"),
+    ("15550100200", "Riverside", "B-RS", "America/Chicago"),
+)
+HOLIDAYS = ((12, 25, "Christmas Day"), (1, 1, "New Year's Day"))
+"""Every branch (and so every line) is closed on these days, this year and next."""
 RESOURCE = "advisor"
 SLOT_MINUTES = 60
 SLOT_DAYS = 14
@@ -251,6 +262,10 @@ def _seed_branches_and_slots(conn: Connection, now: datetime) -> None:
         for weekday, (opens, closes) in hours.items():
             key = {"branch_id": branch_id, "weekday": weekday}
             _ensure(conn, branch_hours, key, {"opens": opens, "closes": closes})
+        for year in (today.year, today.year + 1):
+            for month, day_of_month, holiday in HOLIDAYS:
+                key = {"branch_id": branch_id, "day": date(year, month, day_of_month)}
+                _ensure(conn, holidays, key, {"name": holiday})
         for offset in range(SLOT_DAYS):
             day = today + timedelta(days=offset)
             if day.weekday() not in hours:
@@ -262,6 +277,13 @@ def _seed_branches_and_slots(conn: Connection, now: datetime) -> None:
                 key = {"branch_id": branch_id, "resource": RESOURCE, "starts": start}
                 _ensure(conn, slots, key, {"ends": end, "booked": False})
                 start = end
+
+
+def _seed_lines(conn: Connection) -> None:
+    for number, name, branch_id, zone in LINES:
+        _ensure(
+            conn, phone_lines, {"number": number}, {"name": name, "branch_id": branch_id, "timezone": zone}
+        )
 
 
 def _seed_booking(conn: Connection, now: datetime) -> None:
@@ -323,6 +345,7 @@ def seed(engine: Engine, now: datetime | None = None) -> dict[str, int]:
             _seed_customers(conn, now)
             _seed_catalogue(conn, now)
             _seed_branches_and_slots(conn, now)
+            _seed_lines(conn)
             _seed_booking(conn, now)
             _seed_incidents(conn, now)
         return counts(conn)

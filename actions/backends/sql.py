@@ -53,6 +53,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from actions.backends.base import (
+    DEFAULT_LINE,
     NEW,
     OPEN_INCIDENT_STATUSES,
     PRIORITIES,
@@ -69,6 +70,7 @@ from actions.backends.base import (
     Order,
     OrderItem,
     OrderLine,
+    PhoneLine,
     Product,
     Promotion,
     Slot,
@@ -86,12 +88,14 @@ from actions.backends.schema import (
     branch_hours,
     branches,
     customers,
+    holidays,
     incidents,
     is_sqlite,
     make_engine,
     normalise_url,
     order_items,
     orders,
+    phone_lines,
     phone_numbers,
     products,
     promotions,
@@ -754,16 +758,57 @@ class SqlStore(CustomerStore):
 
     async def branches(self) -> list[Branch]:
         def q(conn: Connection) -> list[Branch]:
-            hours: dict[str, list[OpeningHours]] = {}
-            by_day = select(branch_hours).order_by(branch_hours.c.branch_id, branch_hours.c.weekday)
-            for h in conn.execute(by_day):
-                hours.setdefault(h.branch_id, []).append(OpeningHours(int(h.weekday), h.opens, h.closes))
-            return [
-                Branch(b.id, b.name, b.address, b.city, b.postcode, b.phone, tuple(hours.get(b.id, ())))
-                for b in conn.execute(select(branches).order_by(branches.c.name))
-            ]
+            return _branches(conn)
 
         return await self._run("branches", q)
+
+    async def phone_line(self, number: str | None) -> PhoneLine | None:
+        wanted = [n for n in ("".join(ch for ch in number or "" if ch.isdigit()), DEFAULT_LINE) if n]
+
+        def q(conn: Connection) -> PhoneLine | None:
+            rows = {
+                r.number: r for r in conn.execute(select(phone_lines).where(phone_lines.c.number.in_(wanted)))
+            }
+            row = next((rows[n] for n in wanted if n in rows), None)
+            if row is None:
+                return None
+            branch = next((b for b in _branches(conn, row.branch_id)), None)
+            if branch is None:
+                return None
+            return PhoneLine(row.number, row.name, row.timezone, branch)
+
+        return await self._run("phone_line", q)
+
+
+def _branches(conn: Connection, branch_id: str | None = None) -> list[Branch]:
+    """Branches (or the one ``branch_id``) with their weekly hours and holidays, by name."""
+    hours: dict[str, list[OpeningHours]] = {}
+    by_day = select(branch_hours).order_by(branch_hours.c.branch_id, branch_hours.c.weekday)
+    closed: dict[str, set[date]] = {}
+    days_off = select(holidays)
+    if branch_id is not None:
+        by_day = by_day.where(branch_hours.c.branch_id == branch_id)
+        days_off = days_off.where(holidays.c.branch_id == branch_id)
+    for h in conn.execute(by_day):
+        hours.setdefault(h.branch_id, []).append(OpeningHours(int(h.weekday), h.opens, h.closes))
+    for d in conn.execute(days_off):
+        closed.setdefault(d.branch_id, set()).add(d.day)
+    which = select(branches).order_by(branches.c.name)
+    if branch_id is not None:
+        which = which.where(branches.c.id == branch_id)
+    return [
+        Branch(
+            b.id,
+            b.name,
+            b.address,
+            b.city,
+            b.postcode,
+            b.phone,
+            tuple(hours.get(b.id, ())),
+            frozenset(closed.get(b.id, ())),
+        )
+        for b in conn.execute(which)
+    ]
 
 
 __all__ = ["SqlStore"]

@@ -31,7 +31,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-STREAM_KEY = "attendant:callbacks"
+from telephony.callstate import CALLBACKS_KEY
+
+STREAM_KEY = CALLBACKS_KEY
 GROUP = "attendant-dispatch"
 STATE_PREFIX = "attendant:callback:"
 NUMBER = re.compile(r"\+?[0-9]{3,20}")
