@@ -206,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--action-port", type=int, default=int(os.environ.get("ACTION_PORT", "5055")))
     parser.add_argument("--rasa-timeout", type=float, default=300.0)
     parser.add_argument("--no-asr", action="store_true", help="no speech recognition (no model download)")
+    parser.add_argument("--run-dir", type=Path, default=None, help="logs and the secret (default: .run/)")
     args = parser.parse_args(argv)
+    global RUN_DIR
+    if args.run_dir is not None:
+        RUN_DIR = args.run_dir.resolve()
 
     RUN_DIR.mkdir(mode=0o700, exist_ok=True)
     if not MODEL.exists():
