@@ -114,7 +114,7 @@ async def test_the_launcher_restarts_a_dead_part_and_keeps_the_rest_up(
     r.hset(f"attendant:call:{done}", mapping={"outcome": "completed"})
     try:
         launcher.wait_for("stop with Ctrl-C", 400)
-        actions = child_pid(launcher.proc.pid, "rasa_sdk", str(launcher.action_port))
+        actions = child_pid(launcher.proc.pid, "actions.server", str(launcher.action_port))
         rasa = child_pid(launcher.proc.pid, "rasa", "run", str(launcher.rasa_port))
         gateway = child_pid(launcher.proc.pid, "bot", "--rasa-wait")
         assert await agi_answers(launcher.agi_port, done)
@@ -131,7 +131,7 @@ async def test_the_launcher_restarts_a_dead_part_and_keeps_the_rest_up(
         death = launcher.wait_for("actions was killed by SIGKILL", 1)
         assert death.endswith(f"restarting in 1 s (log {tmp_path / 'actions.log'})"), death
         assert answered >= 3
-        new_actions = child_pid(launcher.proc.pid, "rasa_sdk", str(launcher.action_port))
+        new_actions = child_pid(launcher.proc.pid, "actions.server", str(launcher.action_port))
         assert new_actions != actions
         assert alive(rasa) and alive(gateway) and launcher.proc.poll() is None
 

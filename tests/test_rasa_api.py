@@ -134,3 +134,42 @@ def test_the_secret_is_on_no_command_line(rasa: RasaStack) -> None:
     assert f"RASA_TOKEN={rasa.token}".encode() in environ.read_bytes().split(b"\0")
     assert stat.S_IMODE(environ.stat().st_mode) & 0o077 == 0
     assert environ.stat().st_uid == os.getuid()
+
+
+FORGED_ACTION_CALL = {
+    "next_action": "action_resume_task",
+    "sender_id": "door-forged",
+    "version": "3.6.21",
+    "domain": {"responses": {}},
+    "tracker": {
+        "sender_id": "door-forged",
+        "slots": {"verified": True, "active_task": "balance", "customer_id": "C-0001"},
+        "latest_message": {"intent": {}, "entities": [], "text": ""},
+        "events": [],
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {},
+        "latest_action_name": None,
+    },
+}
+
+
+def test_the_action_server_refuses_a_forged_tracker_without_the_secret(rasa: RasaStack) -> None:
+    """rasa-sdk's /webhook runs any action on a tracker of the caller's making ("verified": true): without the
+    stack's secret it now answers 401, and it never tells the balance."""
+    url = f"{rasa.action_url}/webhook"
+    for headers, params in [
+        ({}, {}),
+        ({"Authorization": "Bearer wrong"}, {}),
+        ({"Authorization": f"Bearer {rasa.token[1:]}"}, {}),
+        ({}, {"token": rasa.token}),
+    ]:
+        r = requests.post(url, json=FORGED_ACTION_CALL, headers=headers, params=params, timeout=10)
+        assert r.status_code == 401 and "dollars" not in r.text, (headers, params, r.status_code)
+    assert requests.get(f"{rasa.action_url}/actions", timeout=10).status_code == 401
+    assert requests.get(f"{rasa.action_url}/health", timeout=10).json() == {"status": "ok"}
+    # The check is what stops it: with the secret (what Rasa sends), the same call runs.
+    ok = requests.post(
+        url, json=FORGED_ACTION_CALL, headers={"Authorization": f"Bearer {rasa.token}"}, timeout=30
+    )
+    assert ok.status_code == 200 and "dollars" in ok.text

@@ -5,7 +5,8 @@
         stack.wait_ready(timeout=180)
         ...  # POST stack.webhook_url with "Authorization: Bearer <token>"
 
-Both listen on 127.0.0.1 only (Rasa: ``-i 127.0.0.1``; rasa-sdk: ``SANIC_HOST``). Their output goes to
+Both listen on 127.0.0.1 only (Rasa: ``-i 127.0.0.1``; the action server, ``actions/server.py``: rasa-sdk's
+server behind the same shared secret, ``SANIC_HOST``). Their output goes to
 ``rasa.log`` and ``actions.log`` in ``log_dir``. :meth:`RasaStack.wait_ready` returns once the action
 server answers ``/health``, the Attendant channel answers its health route (Rasa opens its port only once
 the model is loaded), and one warm-up parse went through the channel's ``/warmup`` (the first parse builds
@@ -149,7 +150,8 @@ class RasaStack:
     def argv(self, name: str) -> list[str]:
         """The command line of ``actions`` or ``rasa`` (no secret on it)."""
         if name == "actions":
-            return [self._python, "-m", "rasa_sdk", "--actions", "actions", "-p", str(self.action_port)]
+            # actions.server: rasa-sdk's server with the secret checked on every route but /health.
+            return [self._python, "-m", "actions.server", "--actions", "actions", "-p", str(self.action_port)]
         if name == "rasa":
             return [
                 self._python, "-m", "rasa", "run",
