@@ -25,15 +25,19 @@ log = logging.getLogger("bot")
 
 
 async def wait_for_rasa(url: str, token: str, timeout_s: float) -> bool:
-    """Wait until Rasa has a model loaded; warm it with one parse. False if it never came up."""
+    """Wait until the Attendant channel answers (Rasa opens its port only once its model is loaded); warm it
+    with one parse through the channel's ``/warmup``. False if it never came up.
+
+    Rasa runs without its HTTP API: the channel's routes are the only ones there are."""
+    channel = f"{url}/webhooks/attendant"
     deadline = asyncio.get_running_loop().time() + timeout_s
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         while asyncio.get_running_loop().time() < deadline:
             try:
-                async with http.get(f"{url}/status", params={"token": token}) as resp:
-                    if resp.status == 200 and (await resp.json()).get("model_file"):
+                async with http.get(f"{channel}/") as resp:
+                    if resp.status == 200:
                         async with http.post(
-                            f"{url}/model/parse", params={"token": token}, json={"text": "hello"}
+                            f"{channel}/warmup", headers={"Authorization": f"Bearer {token}"}, json={}
                         ) as warm:
                             return warm.status == 200
             except (aiohttp.ClientError, asyncio.TimeoutError):

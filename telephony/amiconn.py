@@ -164,6 +164,16 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             )
             self.transport.close()
 
+    def handle_message(self, message: Any) -> None:
+        """panoramisk's, for messages it can take: one whose ``Event``, ``ActionID`` or ``CommandID`` is given
+        twice (a list) would raise inside the protocol (an unhashable key, ``list.lower``) and drop the
+        connection; it is skipped with a log line naming the field."""
+        for name in ("Event", "ActionID", "CommandID"):
+            if isinstance(message.get(name.lower()), list):
+                log.error("AMI message with field %s given twice: message skipped", name)
+                return
+        super().handle_message(message)
+
 
 class _Manager(Manager):  # type: ignore[misc]
     """One connection's panoramisk Manager, with reconnecting, pinging and resending left to the client."""

@@ -101,7 +101,8 @@ def rasa_stack(
     store at ``store_url`` (seeded already); stopped on exit."""
     if not MODEL.exists():
         pytest.fail("no trained model: run the tests with 'make test' (it trains first)")
-    # Leading "-" on purpose: a random token can start with one, and it must still reach Rasa intact.
+    # Leading "-" on purpose: a random token can start with one, and it must still reach the channel intact
+    # (via Rasa's environment and credentials.yml; tests/test_rasa_api.py: on no command line).
     token = "-" + secrets.token_urlsafe(16)
     stack = RasaStack(
         rasa_port=free_port(),

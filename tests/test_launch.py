@@ -45,6 +45,10 @@ def test_token_generated_once_and_private(tmp_path: Path, monkeypatch: pytest.Mo
     first = launch.rasa_token()
     assert len(first) >= 24 and launch.rasa_token() == first
     assert stat.S_IMODE((tmp_path / "rasa-token").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    (tmp_path / "rasa-token").chmod(0o644)  # loosened by hand: tightened again on the next start
+    assert launch.rasa_token() == first
+    assert stat.S_IMODE((tmp_path / "rasa-token").stat().st_mode) == 0o600
     monkeypatch.setenv("RASA_TOKEN", "from-env")
     assert launch.rasa_token() == "from-env"
 

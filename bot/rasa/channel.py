@@ -6,9 +6,19 @@ only :mod:`actions.shared` (pure helpers), never the gateway or the actions.
 
 Endpoints
 ---------
-``GET  /webhooks/attendant/``          health: ``{"status": "ok"}`` (no token needed, says nothing else)
+``GET  /webhooks/attendant/``          health: ``{"status": "ok"}`` (no token needed, says nothing else).
+                                       Rasa opens its port only once the model is loaded, so an answer
+                                       here means the assistant is loaded.
+``POST /webhooks/attendant/warmup``    parses one fixed sentence (the first parse builds TensorFlow's
+                                       graphs and is slow) and answers ``{"status": "ok"}``, nothing of the
+                                       parse; 503 while no model is loaded. Same token as the webhook.
 ``POST /webhooks/attendant/webhook``   one caller turn; needs ``Authorization: Bearer <RASA_TOKEN>``,
                                        compared in constant time; anything else gets 401.
+
+These are the only routes of the Rasa server besides Rasa's own ``GET /`` (a hello with its version):
+Rasa runs without its HTTP API (no ``--enable-api``), so there is no ``/conversations/...``, ``/model/...``
+or ``/status`` to read a tracker or set a slot through. The token (the channel's shared secret) reaches
+this process through the environment (``RASA_TOKEN``, read by ``credentials.yml``), never its command line.
 
 Request body::
 
@@ -97,6 +107,7 @@ SENDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 INTENT_RE = re.compile(r"/[a-z_]{1,64}")
 MAX_MESSAGE_CHARS = 2000
 NOT_UNDERSTOOD = "/nlu_fallback"
+WARM_UP_TEXT = "hello i want to check my balance"
 
 
 class ChannelConfigError(ValueError):
@@ -144,6 +155,16 @@ class AttendantInput(RestInput):
 
         @bp.route("/", methods=["GET"])  # type: ignore[untyped-decorator]
         async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @bp.route("/warmup", methods=["POST"])  # type: ignore[untyped-decorator]
+        async def warm_up(request: Request) -> HTTPResponse:
+            if not self.authorised(request.headers.get("Authorization")):
+                return response.json({"error": "unauthorized"}, status=401)
+            agent = getattr(request.app.ctx, "agent", None)
+            if agent is None or not agent.is_ready():
+                return response.json({"error": "no model loaded"}, status=503)
+            await agent.parse_message(WARM_UP_TEXT)
             return response.json({"status": "ok"})
 
         @bp.route("/webhook", methods=["POST"])  # type: ignore[untyped-decorator]

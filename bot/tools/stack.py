@@ -5,10 +5,18 @@
         stack.wait_ready(timeout=180)
         ...  # POST stack.webhook_url with "Authorization: Bearer <token>"
 
-Both listen on 127.0.0.1 only (Rasa: ``-i 127.0.0.1``; rasa-sdk: ``SANIC_HOST``). Their output goes to
+Both listen on 127.0.0.1 only (Rasa: ``-i 127.0.0.1``; the action server, ``actions/server.py``: rasa-sdk's
+server behind the same shared secret, ``SANIC_HOST``). Their output goes to
 ``rasa.log`` and ``actions.log`` in ``log_dir``. :meth:`RasaStack.wait_ready` returns once the action
-server answers ``/health``, Rasa reports its model loaded, and one warm-up parse went through (the first
-parse builds TensorFlow graphs and is slow). Nothing here imports Rasa.
+server answers ``/health``, the Attendant channel answers its health route (Rasa opens its port only once
+the model is loaded), and one warm-up parse went through the channel's ``/warmup`` (the first parse builds
+TensorFlow graphs and is slow). Nothing here imports Rasa.
+
+Rasa runs **without its HTTP API**: no ``--enable-api``, no ``--auth-token``, so it serves only the
+channel's routes (``/webhooks/attendant/...``) and its ``GET /`` hello — no ``/conversations/*`` through which
+a tracker could be read or a slot set in a live call. The token is the channel's own shared secret; it
+reaches Rasa in its environment (``RASA_TOKEN``, which ``credentials.yml`` reads), never on a command line
+(which any local user can read in ``/proc/<pid>/cmdline``).
 
 Errors::
 
@@ -118,14 +126,44 @@ class RasaStack:
         return f"http://{LOOPBACK}:{self.action_port}"
 
     @property
+    def channel_url(self) -> str:
+        """The Attendant channel's routes (the only ones the Rasa server has, with its ``/``)."""
+        return f"{self.rasa_url}/webhooks/attendant"
+
+    @property
+    def health_url(self) -> str:
+        """The channel's health route: answers once Rasa has its model loaded."""
+        return f"{self.channel_url}/"
+
+    @property
     def webhook_url(self) -> str:
         """Where the gateway posts caller turns."""
-        return f"{self.rasa_url}/webhooks/attendant/webhook"
+        return f"{self.channel_url}/webhook"
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
     # --- life cycle ----------------------------------------------------------------------------------
+    NAMES = ("actions", "rasa")
+    """The two processes, in start order."""
+
+    def argv(self, name: str) -> list[str]:
+        """The command line of ``actions`` or ``rasa`` (no secret on it)."""
+        if name == "actions":
+            # actions.server: rasa-sdk's server with the secret checked on every route but /health.
+            return [self._python, "-m", "actions.server", "--actions", "actions", "-p", str(self.action_port)]
+        if name == "rasa":
+            return [
+                self._python, "-m", "rasa", "run",
+                # No --enable-api / --auth-token: only the channel's routes (module docstring). The token
+                # travels in the environment (RASA_TOKEN), never on this command line.
+                "-i", LOOPBACK, "-p", str(self.rasa_port),
+                "--model", str(self.model_path),
+                "--endpoints", str(ENDPOINTS),
+                "--credentials", str(CREDENTIALS),
+            ]  # fmt: skip
+        raise StackError(f"no process called {name!r}")
+
     def start(self) -> None:
         """Spawn the action server and the Rasa server (returns at once; see :meth:`wait_ready`)."""
         if self._procs:
@@ -134,25 +172,22 @@ class RasaStack:
             raise StackError(f"no model at {self.model_path}: run `python -m bot.tools.train` first")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._started_at = time.monotonic()
-        self._spawn(
-            "actions", [self._python, "-m", "rasa_sdk", "--actions", "actions", "-p", str(self.action_port)]
-        )
-        self._spawn(
-            "rasa",
-            [
-                self._python, "-m", "rasa", "run",
-                "--enable-api", f"--auth-token={self.token}",  # "=": a token may start with "-"
-                "-i", LOOPBACK, "-p", str(self.rasa_port),
-                "--model", str(self.model_path),
-                "--endpoints", str(ENDPOINTS),
-                "--credentials", str(CREDENTIALS),
-            ],
-        )  # fmt: skip
+        for name in self.NAMES:
+            self.spawn(name)
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.log_path(name), "ab")  # closed in stop()
+    def spawn(self, name: str) -> subprocess.Popen[bytes]:
+        """Start ``name`` (again): its output is appended to its log. A previous process of that name must
+        have exited (a supervisor restarting it after a death)."""
+        old = self._procs.get(name)
+        if old is not None and old.poll() is None:
+            raise StackError(f"{name} is still running (pid {old.pid})")
+        if name in self._logs:
+            self._logs.pop(name).close()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = self.argv(name)
+        log = open(self.log_path(name), "ab")  # closed in stop() or on the next spawn
         self._logs[name] = log
-        self._procs[name] = subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             cwd=REPO_ROOT,
             env=self._env,
@@ -161,6 +196,28 @@ class RasaStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() reaches any children, nothing else
         )
+        self._procs[name] = proc
+        return proc
+
+    def process(self, name: str) -> subprocess.Popen[bytes] | None:
+        """The current process of ``name`` (``actions`` or ``rasa``), if started."""
+        return self._procs.get(name)
+
+    def ready_again(self, timeout: float = 300.0) -> bool:
+        """After a restart of Rasa: wait for the channel's health route, then warm it up. Never raises."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self._procs.get("rasa")
+            if proc is None or proc.poll() is not None:
+                return False
+            try:
+                if self._get(self.health_url)[1] == {"status": "ok"}:
+                    self._warm_up(max(1.0, deadline - time.monotonic()))
+                    return True
+            except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError, StackError):
+                pass
+            time.sleep(0.5)
+        return False
 
     def _check_alive(self) -> None:
         for name, proc in self._procs.items():
@@ -184,8 +241,7 @@ class RasaStack:
             while not self._ok(f"{self.action_url}/health", lambda body: True):
                 self._pause(deadline, waiting_for)
             waiting_for = "the Rasa server to load its model"
-            status = f"{self.rasa_url}/status?token={self.token}"
-            while not self._ok(status, lambda body: isinstance(body, dict) and bool(body.get("model_file"))):
+            while not self._ok(self.health_url, lambda body: body == {"status": "ok"}):
                 self._pause(deadline, waiting_for)
             waiting_for = "the warm-up parse"
             self._warm_up(max(1.0, deadline - time.monotonic()))
@@ -210,12 +266,11 @@ class RasaStack:
         time.sleep(0.25)
 
     def _warm_up(self, timeout: float) -> None:
-        data = json.dumps({"text": "hello i want to check my balance"}).encode()
         req = urllib.request.Request(  # noqa: S310 -- our own http://127.0.0.1 URL
-            f"{self.rasa_url}/model/parse?token={self.token}",
-            data=data,
+            f"{self.channel_url}/warmup",
+            data=b"{}",
             method="POST",
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"},
         )
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 -- loopback http only
             if resp.status != 200:
