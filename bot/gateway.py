@@ -10,7 +10,6 @@ loop it would show here as lag of hundreds of milliseconds (and in the pacing of
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import socket
@@ -117,9 +116,9 @@ class Gateway:
         """The customer store, for the lines' opening hours (after hours); ``None`` if it cannot be opened."""
         if config.gateway.after_hours:
             try:
-                # By name: the SQL layer (SQLAlchemy) stays outside the gateway's strict type check.
-                stores = importlib.import_module("actions.store")
-                self.store = stores.open_store(stores.StoreConfig.from_env())
+                from actions.store import StoreConfig, open_store  # only when after hours is on
+
+                self.store = open_store(StoreConfig.from_env())
             except Exception as exc:
                 log.warning("no customer store for opening hours (%s): every line counts as open", exc)
 
