@@ -142,6 +142,8 @@ class ConsoleConfig:
     """Who takes calls: what a supervisor edits."""
     tokens_file: Path = field(default_factory=lambda: REPO_ROOT / ".run" / "agent-tokens.json")
     """Where tokens generated for agents without ``token_sha256`` are kept (owner-only)."""
+    voicemail_dir: Path = Path("/var/spool/asterisk/attendant")
+    """``ATTENDANT_VM_DIR`` (the dialplan's too): the console plays recordings from here, and only here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,7 @@ class Config:
                 tokens_file=Path(
                     e.get("ATTENDANT_AGENT_TOKENS", str(REPO_ROOT / ".run" / "agent-tokens.json"))
                 ),
+                voicemail_dir=Path(e.get("ATTENDANT_VM_DIR", "/var/spool/asterisk/attendant")),
             ),
             ami=AmiConfig.from_env(e) if e.get("ATTENDANT_AMI_SECRET") else None,
             callbacks=callbacks,

@@ -26,7 +26,7 @@ from bot.asr import VoskEngine
 from bot.callbacks import Dispatcher, Opening
 from bot.calls import ActiveCalls
 from bot.config import Config
-from bot.console import Console, build_console, load_agents, roster_with_tokens
+from bot.console import Console, ConsoleSettings, build_console, load_agents, roster_with_tokens
 from bot.console.asterisk import AmiCallControl, DeskBridge, DeskFeed
 from bot.console.control import CallControl, LoggedCallControl
 from bot.dialogue import RasaClient
@@ -160,7 +160,12 @@ class Gateway:
             self.ami.start()
         else:
             log.warning("no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops")
-        self.console = build_console(self.roster, self.redis, control)
+        self.console = build_console(
+            self.roster,
+            self.redis,
+            control,
+            settings=ConsoleSettings(voicemail_dir=self.config.console.voicemail_dir),
+        )
         await self.console.start(self.config.console.host, self.config.console.port)
         if self.ami is not None and self.queue_model is not None:
             feed = DeskFeed(self.roster, self.console.desk.feed, self.queue_model)

@@ -495,6 +495,8 @@ class AgiServer:
                     "status": status,
                     "caller_number": known.get("caller_number", ""),
                     "line": known.get("line", ""),
+                    "skill": known.get("skill", ""),
+                    "reason": known.get("reason", ""),
                     "context": known.get("context", "{}"),
                     "at": f"{time.time():.3f}",
                 }

@@ -21,7 +21,10 @@ Redis keys::
                                           call, number, skill, queue, priority, entered, not_before,
                                           window_end, language); the dispatcher dials them
     attendant:voicemails                  stream: voicemails recorded by the dialplan (FastAGI ``voicemail``:
-                                          call, file, status, caller_number, context JSON, at)
+                                          call, file, status, caller_number, line, skill, reason,
+                                          context JSON, at); the agent console lists them
+    attendant:voicemail:<entry id>        hash: heard_by, heard_at, handled_by, handled_at (the console; the
+                                          first agent to hear / handle a voicemail wins the field)
 
 Every value that reaches the dialplan matches :data:`SAFE_VALUE`; the enum values below all do.
 """
@@ -62,6 +65,11 @@ def disposition_key(call_id: object) -> str:
 def agent_offers_key(agent_id: str) -> str:
     """The calls offered to an agent (what the agent may read)."""
     return f"attendant:agent:{agent_id}:offers"
+
+
+def voicemail_key(entry_id: str) -> str:
+    """What agents did with a voicemail (``entry_id``: its id in :data:`VOICEMAILS_KEY`)."""
+    return f"attendant:voicemail:{entry_id}"
 
 
 def console_session_key(digest: str) -> str:

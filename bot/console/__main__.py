@@ -27,7 +27,7 @@ from bot.console.agents import (
     roster_with_tokens,
     token_lines,
 )
-from bot.console.app import build_console
+from bot.console.app import ConsoleSettings, build_console
 from bot.console.control import LoggedCallControl
 from bot.console.demo import seed_call
 from bot.console.desk import Answered, Completed, Desk, Offered
@@ -54,7 +54,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"no agent {args.demo!r} in {args.agents}", file=sys.stderr)
         return 2
     redis = aioredis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    console = build_console(roster, redis, LoggedCallControl())
+    settings = ConsoleSettings(voicemail_dir=args.vm_dir)
+    console = build_console(roster, redis, LoggedCallControl(), settings=settings)
     await console.start(args.host, args.port)
     print("\n".join(token_lines(roster, tokens, console.url)), flush=True)
     stop = asyncio.Event()
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8088)
     parser.add_argument("--agents", type=Path, default=AGENTS_FILE, help="the agents file")
     parser.add_argument("--tokens", type=Path, default=TOKENS_FILE, help="where generated tokens are kept")
+    parser.add_argument(
+        "--vm-dir",
+        type=Path,
+        default=Path(os.environ.get("ATTENDANT_VM_DIR", "/var/spool/asterisk/attendant")),
+        help="where the after-hours voicemails are (ATTENDANT_VM_DIR)",
+    )
     parser.add_argument("--demo", metavar="AGENT", help="ring this agent with a demo call, repeatedly")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

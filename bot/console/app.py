@@ -11,6 +11,12 @@ Routes::
     GET  /api/calls/<call_id>       one card; 403 unless the call was offered to this agent
     POST /api/calls/<call_id>/disposition   {"code", "note"}: once per (agent, call)
     POST /api/ready                 end wrap-up now (unpause)
+    GET  /api/voicemails            the voicemails of the agent's skills, newest first (:mod:`.voicemail`);
+                                    new ones and status changes come as ``voicemail`` events on the stream
+    GET  /api/voicemails/<id>       one, with the call's transcript; 404 unless one of the agent's skills
+    GET  /api/voicemails/<id>/audio the recording (Range requests served); 404 unless its stored path is a
+                                    file inside ``voicemail_dir``
+    POST /api/voicemails/<id>/heard, POST /api/voicemails/<id>/handled   {}: the first agent's mark is kept
     GET  /healthz
 
 Every ``/api`` request needs the session cookie (401 otherwise); state-changing requests must be JSON from
@@ -40,6 +46,7 @@ from bot.console.agents import Agent, Roster
 from bot.console.auth import COOKIE, LoginLimiter, Sessions, find_agent
 from bot.console.control import CallControl, CallControlError
 from bot.console.desk import Desk, DeskError
+from bot.console.voicemail import Voicemails
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +54,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "font-src 'self'; media-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,17 +78,23 @@ class ConsoleSettings:
     """Calls kept on an agent's desk (finished ones drop out first)."""
     timer_s: float = 0.25
     """How often wrap-up countdowns are checked, seconds."""
+    voicemail_dir: Path | None = None
+    """``ATTENDANT_VM_DIR``, where ``Record()`` leaves after-hours messages; None: no recording is served."""
 
 
 class Console:
     """The console's web server. ``desk`` is what the AMI side feeds (``await console.desk.feed(event)``)."""
 
-    def __init__(self, app: web.Application, desk: Desk, settings: ConsoleSettings) -> None:
+    def __init__(
+        self, app: web.Application, desk: Desk, settings: ConsoleSettings, voicemails: Voicemails
+    ) -> None:
         self.app = app
         self.desk = desk
         self.settings = settings
+        self.voicemails = voicemails
         self._runner: web.AppRunner | None = None
         self._timer: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
         self._host = "127.0.0.1"
         self.port = 0
 
@@ -100,13 +113,15 @@ class Console:
         sockets = getattr(server, "sockets", None) or []
         self.port = int(sockets[0].getsockname()[1]) if sockets else port
         self._timer = asyncio.create_task(self.desk.run_timer(self.settings.timer_s), name="console-timer")
+        self._watch = asyncio.create_task(self.voicemails.watch(), name="console-voicemails")
         log.info("agent console on %s", self.url)
 
     async def close(self) -> None:
         """End every event stream, stop listening."""
-        if self._timer is not None:
-            self._timer.cancel()
-            await asyncio.gather(self._timer, return_exceptions=True)
+        for task in (self._timer, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         self.desk.close_streams()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -126,9 +141,11 @@ def build_console(
     desk = Desk(
         roster, redis, control, clock, pause_in_wrapup=settings.pause_in_wrapup, keep=settings.keep_cards
     )
+    voicemails = Voicemails(roster, redis, settings.voicemail_dir, clock, desk.push)
     routes = _Routes(
         roster,
         desk,
+        voicemails,
         Sessions(redis, settings.session_ttl_s),
         LoginLimiter(clock, settings.login_per_client, settings.login_total, settings.login_window_s),
         settings,
@@ -144,8 +161,12 @@ def build_console(
     app.router.add_get("/api/calls/{call_id}", routes.call)
     app.router.add_post("/api/calls/{call_id}/disposition", routes.disposition)
     app.router.add_post("/api/ready", routes.ready)
+    app.router.add_get("/api/voicemails", routes.voicemails)
+    app.router.add_get("/api/voicemails/{vm_id}", routes.voicemail)
+    app.router.add_get("/api/voicemails/{vm_id}/audio", routes.voicemail_audio)
+    app.router.add_post("/api/voicemails/{vm_id}/{mark:heard|handled}", routes.voicemail_mark)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
-    return Console(app, desk, settings)
+    return Console(app, desk, settings, voicemails)
 
 
 @web.middleware
@@ -191,10 +212,17 @@ def _json_error(status: int, message: str) -> web.Response:
 
 class _Routes:
     def __init__(
-        self, roster: Roster, desk: Desk, sessions: Sessions, limiter: LoginLimiter, settings: ConsoleSettings
+        self,
+        roster: Roster,
+        desk: Desk,
+        voicemails: Voicemails,
+        sessions: Sessions,
+        limiter: LoginLimiter,
+        settings: ConsoleSettings,
     ) -> None:
         self.roster = roster
         self.desk = desk
+        self.vm = voicemails
         self.sessions = sessions
         self.limiter = limiter
         self.settings = settings
@@ -366,3 +394,48 @@ class _Routes:
             log.warning("console: unpausing %s failed: %s", agent.id, type(exc).__name__)
             return _json_error(502, "Asterisk did not unpause you; try again")
         return web.json_response({"ready": True, "changed": changed})
+
+    # --- voicemails ---
+
+    async def voicemails(self, request: web.Request) -> web.StreamResponse:
+        agent = await self._api_agent(request)
+        try:
+            items = await self.vm.list_for(agent)
+        except (RedisError, OSError) as exc:
+            log.warning("console: voicemails not read: %s", type(exc).__name__)
+            return _json_error(503, "voicemails are not available right now")
+        return web.json_response({"voicemails": items})
+
+    async def voicemail(self, request: web.Request) -> web.StreamResponse:
+        agent = await self._api_agent(request)
+        try:
+            item = await self.vm.detail_for(agent, request.match_info["vm_id"])
+        except (RedisError, OSError) as exc:
+            log.warning("console: voicemail not read: %s", type(exc).__name__)
+            return _json_error(503, "voicemails are not available right now")
+        if item is None:
+            return _json_error(404, "no such voicemail for you")
+        return web.json_response(item)
+
+    async def voicemail_audio(self, request: web.Request) -> web.StreamResponse:
+        agent = await self._api_agent(request)
+        try:
+            path = await self.vm.audio_for(agent, request.match_info["vm_id"])
+        except (RedisError, OSError) as exc:
+            log.warning("console: voicemail not read: %s", type(exc).__name__)
+            return _json_error(503, "voicemails are not available right now")
+        if path is None:
+            return _json_error(404, "no such recording for you")
+        return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
+
+    async def voicemail_mark(self, request: web.Request) -> web.StreamResponse:
+        agent = await self._api_agent(request)
+        try:
+            done = await self.vm.mark(agent, request.match_info["vm_id"], request.match_info["mark"])
+        except (RedisError, OSError) as exc:
+            log.warning("console: voicemail mark not stored: %s", type(exc).__name__)
+            return _json_error(503, "not saved; try again")
+        if done is None:
+            return _json_error(404, "no such voicemail for you")
+        item, won = done
+        return web.json_response({"voicemail": item, "duplicate": not won})

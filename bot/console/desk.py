@@ -400,6 +400,11 @@ class Desk:
                     stream.put(None)
                     stream.closed = True
 
+    def push(self, agent_id: str, message: dict[str, Any]) -> None:
+        """One message (``{"event": ..., ...}``, shared: never changed) onto the agent's open streams."""
+        for stream in list(self._streams.get(agent_id, ())):
+            stream.put(message)
+
     def cards(self, agent_id: str) -> list[Card]:
         """The agent's cards, newest first."""
         return list(reversed(self._cards.get(agent_id, {}).values()))
