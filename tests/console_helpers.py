@@ -1,18 +1,24 @@
 """Parts the console tests share: a controllable clock, a CallControl that records what it was asked, the
-roster with known tokens, and a reader of server-sent events over a real HTTP connection."""
+roster with known tokens, a reader of server-sent events over a real HTTP connection, and voicemails (a real
+WAV, the stream entry the FastAGI route writes)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
+import soundfile as sf
 
 from bot.console.agents import AGENTS_FILE, Roster, hash_token, load_agents
 from bot.console.control import CallControlError
+from telephony.callstate import VOICEMAILS_KEY
 
 TOKENS = {name: f"{name}-token-" + name[0] * 24 for name in ("maya", "sam", "priya")}
 
@@ -93,3 +99,31 @@ class SseReader:
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    """A real small WAV as Asterisk's ``Record()`` leaves it (16-bit mono, 8 kHz): a quiet 440 Hz tone."""
+    t = np.arange(int(seconds * rate)) / rate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, subtype="PCM_16")
+    return path
+
+
+async def add_voicemail(
+    redis: Any, call_id: str, file: str, *, skill: str = "general", context: dict[str, Any] | None = None
+) -> str:
+    """A voicemail entry exactly as the FastAGI ``voicemail`` route writes it; its id."""
+    context = context if context is not None else {"after_hours": {"line": "default"}}
+    entry = {
+        "call": call_id,
+        "file": file,
+        "status": "dtmf",
+        "caller_number": "+15550100077",
+        "line": "default",
+        "skill": skill,
+        "reason": "after-hours",
+        "context": json.dumps(context),
+        "at": f"{time.time():.3f}",
+    }
+    entry_id = await redis.xadd(VOICEMAILS_KEY, entry)
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -362,6 +362,7 @@ async def test_after_hours_the_hours_then_a_voicemail_stored_with_its_context(
         assert await play_asterisk(agi.port, header) == ['SET VARIABLE ATTENDANT_VM_STORED "yes"']
         [entry] = [f for _, f in r.xrange(VOICEMAILS_KEY) if f["call"] == str(caller.call)]
         assert (entry["file"], entry["status"], entry["caller_number"]) == (path, "dtmf", CALLER)
+        assert (entry["skill"], entry["reason"]) == ("general", "after-hours")  # whose list it goes on
         context = json.loads(entry["context"])
         assert context["after_hours"]["offers"]["voicemail"] == "yes"
         assert context["after_hours"]["line"] == "default"

@@ -32,7 +32,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from bot.console.agents import Agent, Roster
-from bot.console.view import call_view
+from bot.console.view import call_view, text
 from telephony.callstate import VOICEMAILS_KEY, Skill, call_key, transcript_key, voicemail_key
 
 log = logging.getLogger(__name__)
@@ -158,13 +158,14 @@ class Voicemails:
         )
         skill = entry_skill(fields, view)
         view["skill"] = skill.value
+        view["reason"] = text(fields["reason"]) if fields.get("reason") else view.get("reason")
         status = "handled" if state.get("handled_by") else "heard" if state.get("heard_by") else "new"
         return {
             "id": entry_id,
             "call_id": fields.get("call", ""),
             "at": _float(fields.get("at")),
             "skill": skill.value,
-            "reason": view.get("reason"),
+            "reason": view["reason"],
             "caller_number": view.get("caller_number"),
             "name": (view.get("customer") or {}).get("name") if view.get("verified") else None,
             "length_s": length,
