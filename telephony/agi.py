@@ -495,7 +495,7 @@ class AgiServer:
                     "status": status,
                     "caller_number": known.get("caller_number", ""),
                     "line": known.get("line", ""),
-                    "skill": known.get("skill", ""),
+                    "skill": Skill.parse(known.get("skill"), Skill.GENERAL).value,  # as the dialplan was told
                     "reason": known.get("reason", ""),
                     "context": known.get("context", "{}"),
                     "at": f"{time.time():.3f}",

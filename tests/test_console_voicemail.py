@@ -1,8 +1,8 @@
-"""Voicemails on the agent console, over real HTTP with the real Redis and real WAV files: one recorded through
-the real FastAGI ``voicemail`` route reaches the open page of an agent with its skill (and only theirs), the
-list and the recording need a login, the recording is served only from inside the voicemail directory (a
-record pointing elsewhere, through ``..`` or a symlink, is a 404), Range requests, and "heard"/"handled":
-the first agent wins, the call record gets the outcome, the other agents' pages are told."""
+"""Voicemails on the agent console, over real HTTP with the real Redis and real WAV files: one recorded
+through the real FastAGI ``voicemail`` route reaches the open page of an agent with its skill (and only
+theirs), the list and the recording need a login, the recording is served only from inside the voicemail
+directory (a record pointing elsewhere, through ``..`` or a symlink, is a 404), Range requests, and
+"heard"/"handled": the first agent wins, the call record gets the outcome, the other agents' pages are told."""
 
 from __future__ import annotations
 
@@ -200,7 +200,8 @@ async def test_the_recording_is_served_only_from_the_voicemail_directory(setup: 
 
 async def test_heard_then_handled_first_agent_wins_and_the_call_record_says_so(setup: Setup) -> None:
     call = new_call_id()
-    await seed_call(setup.redis, call, {**DEMO_CONTEXT, "handoff": {"reason": "after-hours", "skill": "general"}})
+    context = {**DEMO_CONTEXT, "handoff": {"reason": "after-hours", "skill": "general"}}
+    await seed_call(setup.redis, call, context)
     vm_id = await add_voicemail(setup.redis, call, str(write_wav(setup.vm_dir / f"{call}.wav", 0.4)))
     maya, sam = await logged_in(setup.url, "maya"), await logged_in(setup.url, "sam")
     try:
