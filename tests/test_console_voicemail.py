@@ -2,7 +2,7 @@
 through the real FastAGI ``voicemail`` route reaches the open page of an agent with its skill (and only
 theirs), the list and the recording need a login, the recording is served only from inside the voicemail
 directory (a record pointing elsewhere, through ``..`` or a symlink, is a 404), Range requests, and
-"heard"/"handled": the first agent wins, the call record gets the outcome, the other agents' pages are told."""
+"heard"/"handled": the first agent wins, the call record gets the outcome, the others' pages are told."""
 
 from __future__ import annotations
 
