@@ -18,7 +18,7 @@ import soundfile as sf
 
 from bot.console.agents import AGENTS_FILE, Roster, hash_token, load_agents
 from bot.console.control import CallControlError
-from telephony.callstate import VOICEMAILS_KEY
+from telephony.callstate import VOICEMAILS_KEY, voicemail_key
 
 TOKENS = {name: f"{name}-token-" + name[0] * 24 for name in ("maya", "sam", "priya")}
 
@@ -118,7 +118,7 @@ async def add_voicemail(
         "call": call_id,
         "file": file,
         "status": "dtmf",
-        "caller_number": "+15550100077",
+        "caller_number": str(context.get("caller_number", "+15550100077")),
         "line": "default",
         "skill": skill,
         "reason": "after-hours",
@@ -127,3 +127,11 @@ async def add_voicemail(
     }
     entry_id = await redis.xadd(VOICEMAILS_KEY, entry)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+async def drop_voicemails(redis: Any, under: Path) -> None:
+    """Delete the voicemail entries (and their marks) whose file is under ``under``: a test's own."""
+    for entry_id, fields in await redis.xrange(VOICEMAILS_KEY):
+        if fields.get(b"file", b"").decode().startswith(str(under)):
+            await redis.xdel(VOICEMAILS_KEY, entry_id)
+            await redis.delete(voicemail_key(entry_id.decode()))

@@ -1,7 +1,8 @@
 """The agent console in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``, driven by
 selenium; ``make test`` installs them): an agent logs in, a call is offered and the page shows the caller's
 name, reason and transcript within 1 s while a second agent's browser shows nothing; withdrawn removes it;
-after the call the wrap-up view counts down, a disposition and "ready" reach the CallControl.
+after the call the wrap-up view counts down, a disposition and "ready" reach the CallControl; a voicemail
+appears for the agent with its skill, its recording loads in the audio element and plays, "mark handled".
 
 The console runs in a thread with its own event loop (selenium blocks), on the real Redis. Set
 ``ATTENDANT_SCREENSHOT=docs/console.png`` to keep the screenshot of the pop for the README.
@@ -39,8 +40,17 @@ from bot.console import (
     Withdrawn,
     build_console,
 )
-from bot.console.demo import seed_call
-from tests.console_helpers import TOKENS, FakeControl, new_call_id, roster
+from bot.console.demo import DEMO_CONTEXT, seed_call
+from telephony.callstate import call_key, voicemail_key
+from tests.console_helpers import (
+    TOKENS,
+    FakeControl,
+    add_voicemail,
+    drop_voicemails,
+    new_call_id,
+    roster,
+    write_wav,
+)
 
 CHROMIUM = os.environ.get("ATTENDANT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ATTENDANT_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -53,8 +63,9 @@ T = TypeVar("T")
 class ConsoleThread:
     """The console on a loop of its own, so the blocking browser calls do not stall it."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, vm_dir: Path | None = None) -> None:
         self.redis_url = redis_url
+        self.vm_dir = vm_dir
         self.control = FakeControl()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="console", daemon=True)
@@ -69,7 +80,7 @@ class ConsoleThread:
 
         async def start() -> None:
             self.redis = aioredis.from_url(self.redis_url)
-            settings = ConsoleSettings(ping_s=5)
+            settings = ConsoleSettings(ping_s=5, voicemail_dir=self.vm_dir)
             self.console = build_console(roster(), self.redis, self.control, settings=settings)
             await self.console.start("127.0.0.1", 0)
 
@@ -129,6 +140,7 @@ def browsers(chromium_ready: None, tmp_path: Path) -> Iterator[Callable[[], WebD
             "--window-size=1440,1000",
             "--force-device-scale-factor=1",
             "--hide-scrollbars",
+            "--autoplay-policy=no-user-gesture-required",
             f"--user-data-dir={profile}",
         ):
             options.add_argument(arg)
@@ -271,3 +283,65 @@ def test_the_login_page_refuses_a_wrong_token(browsers: Callable[[], WebDriver],
         except TimeoutException:
             pytest.fail(driver.page_source[:2000])
         assert driver.get_cookies() == []
+
+
+AUDIO = (
+    "const a = document.querySelector(arguments[0]);"
+    " return a ? {ready: a.readyState, duration: a.duration, error: a.error && a.error.code} : null;"
+)
+
+
+def test_a_voicemail_appears_plays_and_is_handled_in_chromium(
+    browsers: Callable[[], WebDriver], redis_url: str, tmp_path: Path
+) -> None:
+    vm_dir = tmp_path / "vm"
+    call_id = new_call_id()
+    wav = write_wav(vm_dir / f"{call_id}.wav", 1.6)
+    with ConsoleThread(redis_url, vm_dir) as app:
+        app.run(seed_call(app.redis, call_id))  # Hedy Lamarr, verified, billing
+        maya, priya = browsers(), browsers()
+        log_in(maya, app.url, "maya")
+        log_in(priya, app.url, "priya")  # no billing skill
+        WebDriverWait(maya, 5).until(lambda d: d.execute_script("return document.body.dataset.voicemails"))
+        fresh = int(text_of(maya, "#vm-new").split()[0] or 0) if text_of(maya, "#vm-new") else 0
+
+        started = time.monotonic()
+        vm_id = app.run(add_voicemail(app.redis, call_id, str(wav), skill="billing", context=DEMO_CONTEXT))
+        item = f'li.vm[data-id="{vm_id}"]'
+        WebDriverWait(maya, 3, poll_frequency=0.05).until(lambda d: text_of(d, f"{item} [data-f=name]"))
+        print(f"\nvoicemail on the page {(time.monotonic() - started) * 1000:.0f} ms after the stream entry")
+        assert text_of(maya, f"{item} [data-f=name]") == "Hedy Lamarr"
+        assert "billing" in text_of(maya, f"{item} [data-f=meta]")
+        assert text_of(maya, f"{item} [data-f=status]").upper() == "NEW"
+        assert text_of(maya, f"{item} [data-f=length]") == "0:02"
+        assert text_of(maya, "#vm-new") == f"{fresh + 1} new"
+
+        # the browser fetched the recording through the console route and read it
+        WebDriverWait(maya, 5).until(
+            lambda d: (d.execute_script(AUDIO, f"{item} audio") or {}).get("ready", 0) >= 1
+        )
+        audio = maya.execute_script(AUDIO, f"{item} audio")
+        assert audio["error"] is None and abs(audio["duration"] - 1.6) < 0.05, audio
+        maya.execute_script("document.querySelector(arguments[0]).play();", f"{item} audio")
+        WebDriverWait(maya, 5).until(lambda d: text_of(d, f"{item} [data-f=status]").upper() == "HEARD")
+
+        # the context, as on a call card
+        maya.find_element(By.CSS_SELECTOR, f"{item} details summary").click()
+        WebDriverWait(maya, 3).until(
+            lambda d: "fifteen dollar fee" in text_of(d, f"{item} [data-f=transcript]")
+        )
+        assert "C-0005" in text_of(maya, f"{item} [data-f=facts]")
+
+        maya.find_element(By.CSS_SELECTOR, f"{item} [data-f=handle]").click()
+        WebDriverWait(maya, 3).until(lambda d: text_of(d, f"{item} [data-f=status]").upper() == "HANDLED")
+        assert text_of(maya, f"{item} [data-f=handled]").startswith("Handled by maya")
+        state = app.run(app.redis.hgetall(voicemail_key(vm_id)))
+        assert state[b"heard_by"] == b"maya" and state[b"handled_by"] == b"maya"
+        assert app.run(app.redis.hget(call_key(call_id), "voicemail_handled_by")) == b"maya"
+
+        # the agent without the skill saw none of it, and cannot fetch the recording either
+        assert not priya.find_elements(By.CSS_SELECTOR, item)
+        assert "Hedy" not in priya.find_element(By.TAG_NAME, "body").text
+        url = f"/api/voicemails/{vm_id}/audio"
+        assert priya.execute_script("const r = await fetch(arguments[0]); return r.status;", url) == 404
+        app.run(drop_voicemails(app.redis, tmp_path))

@@ -26,6 +26,7 @@ from tests.console_helpers import (
     FakeControl,
     SseReader,
     add_voicemail,
+    drop_voicemails,
     new_call_id,
     roster,
     write_wav,
@@ -54,6 +55,7 @@ async def setup(redis_url: str, tmp_path: Path) -> AsyncIterator[Setup]:
     console = build_console(roster(), r, FakeControl(), clock, settings)
     await console.start("127.0.0.1", 0)
     yield Setup(console, clock, r, console.url, vm_dir, tmp_path / "elsewhere")
+    await drop_voicemails(r, tmp_path)
     await console.close()
     await r.close()
 

@@ -463,6 +463,12 @@
     source.addEventListener("open", () => setConn("live", "Live"));
     source.addEventListener("snapshot", (ev) => onSnapshot(JSON.parse(ev.data).cards));
     source.addEventListener("card", (ev) => onCard(JSON.parse(ev.data).card));
+    // Voicemails are voicemails.js's: handed over as DOM events.
+    source.addEventListener("snapshot", () => document.dispatchEvent(new CustomEvent("attendant:synced")));
+    source.addEventListener("voicemail", (ev) => {
+      const detail = JSON.parse(ev.data).voicemail;
+      document.dispatchEvent(new CustomEvent("attendant:voicemail", { detail }));
+    });
     source.addEventListener("error", async () => {
       setConn("down", "Reconnecting…");
       if (source.readyState === EventSource.CLOSED) {
