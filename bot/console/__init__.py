@@ -10,8 +10,9 @@ wrap-up after the call. Mounted in the gateway process::
     await console.close()
 
 Modules: ``agents`` (the agents file, penalties, tokens), ``desk`` (events and per-agent state), ``view``
-(what a card shows), ``auth`` (login, sessions), ``control`` (the CallControl protocol), ``app`` (routes,
-server-sent events), ``static/`` (HTML, CSS, JS; no build step, nothing from the network).
+(what a card shows), ``auth`` (login, sessions), ``control`` (the CallControl protocol), ``voicemail``
+(after-hours messages: listed by skill, played, marked handled), ``app`` (routes, server-sent events),
+``static/`` (HTML, CSS, JS; no build step, nothing from the network).
 """
 
 from bot.console.agents import (
