@@ -291,34 +291,6 @@ async def test_handoff_payload_becomes_outcome(sync_redis: redis_sync.Redis) -> 
         await stop(h)
 
 
-async def test_the_outcome_is_in_redis_before_the_hangup_frame(sync_redis: redis_sync.Redis) -> None:
-    """Asterisk asks FastAGI for the outcome the moment the AudioSocket leg ends: it must already be there.
-    Read synchronously when the hangup frame arrives (the gateway shares this loop, so nothing it does can
-    slip in between)."""
-    handoff = Reply(
-        texts=("Let me get you a colleague.",),
-        handoff=HandoffRequested(Reason.REQUESTED, Skill.BILLING, {"skill": "billing"}),
-    )
-    h = Harness(ScriptedDialogue({"/session_start": GREETING, "a real person please": handoff}))
-    await start(h)
-    try:
-        caller = await Caller.dial(h.server.port)
-        seen: list[dict[str, str]] = []
-
-        def on_hangup() -> None:
-            seen.append(sync_redis.hgetall(call_key(str(caller.call))))
-
-        caller.on_hangup = on_hangup
-        await caller.wait_voiced(5)
-        await caller.send(wire.encode_text("a real person please"))
-        await asyncio.wait_for(caller.hangup.wait(), 10)
-        assert seen and seen[0].get("outcome") == "handoff", seen
-        assert seen[0].get("queue") == "attendant-billing"
-        await caller.close()
-    finally:
-        await stop(h)
-
-
 async def test_rasa_failure_ends_with_a_person_not_silence(sync_redis: redis_sync.Redis) -> None:
     h = Harness(ScriptedDialogue({"/session_start": GREETING, "hello": DialogueTimeout("slow")}))
     await start(h)
