@@ -25,7 +25,7 @@ from actions.backends.base import hash_secret, new_salt, normalise_number
 from actions.backends.schema import accounts, customers, make_engine, phone_numbers
 from actions.shared.handoff import HANDOFF_LINES, HANDOFF_REASONS
 from actions.shared.paths import NLU_DATA
-from actions.shared.yamlfile import load_yaml
+from actions.shared.yamlfile import read_yaml
 from actions.store import open_store
 from bot.rasa.channel import _parse_body
 from bot.tools.stack import RasaStack
@@ -142,7 +142,7 @@ def test_pin_guessing_across_calls_locks_the_customer(stack: RasaStack, sqlite_s
         assert request["context"]["verified"] is False
         assert "balance is" not in spoken(items)
         reasons.append(request["reason"])
-        if request["reason"] == Reason.VERIFICATION_LOCKED.value:
+        if request["reason"] == "verification-locked":
             heard_locked = spoken(items)
     # Call 1: three failures in the call. Call 2: the fifth failure in all locks. Calls 3, 4: not even asked.
     assert reasons == [
@@ -328,9 +328,9 @@ def test_goodbye_during_verification_asks_first(
 
 
 def test_every_handoff_reason_has_words_for_the_caller_and_the_agent() -> None:
-    assert Reason.VERIFICATION_LOCKED in HANDOFF_REASONS
-    responses = load_yaml(NLU_DATA / "domain.yml")["responses"]
-    whisper = load_yaml(NLU_DATA / "prompts.yml")["whisper"]["reasons"]
+    assert Reason("verification-locked") in HANDOFF_REASONS
+    responses = read_yaml(NLU_DATA / "domain.yml")["responses"]
+    whisper = read_yaml(NLU_DATA / "prompts.yml")["whisper"]["reasons"]
     for reason in HANDOFF_REASONS:
         assert responses.get(HANDOFF_LINES[reason]), reason
         assert whisper.get(reason.value), reason
