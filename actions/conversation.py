@@ -34,6 +34,17 @@ def _clean(metadata: dict[str, Any], key: str) -> str | None:
     return text[: _METADATA_LIMITS[key]] or None
 
 
+CARRIED_OVER = ("pin_attempts", "caller_kind")
+"""Slots a new session in the same call keeps (besides call id and number): the failed checks so far, so
+nothing said in the call can reset them, and who is calling."""
+
+
+def _turns_before_this_one(events: list[dict[str, Any]]) -> bool:
+    """Whether the caller had turns before the latest one (then ``/session_start`` is not the start)."""
+    user_turns = [e for e in events if e.get("event") == "user"]
+    return len(user_turns) > 1
+
+
 class ActionSessionStart(UsesDeps, Action):
     """Start of a call: keep the call id and caller number, greet when the gateway says the call began.
 
@@ -41,6 +52,11 @@ class ActionSessionStart(UsesDeps, Action):
     ``caller_number``, ``channel``, ``language``. Rasa runs this action twice for that first message:
     once because the conversation is new (no greeting then), once for the ``session_start`` intent
     itself (greeting). A session that expires mid-call restarts silently, keeping call id and number.
+
+    A new session never resets what guards verification: the failed checks of this call (``pin_attempts``)
+    carry over. And ``/session_start`` in the middle of a call (the gateway never sends it twice; a caller
+    cannot send it at all, see ``bot/rasa/channel.py``) neither greets nor counts the call again: the caller
+    hears the opening question.
     """
 
     def name(self) -> str:
@@ -61,10 +77,18 @@ class ActionSessionStart(UsesDeps, Action):
             SlotSet("caller_number", caller_number),
             SlotSet("language", _clean(metadata, "language") or tracker.get_slot("language") or "en"),
         ]
+        for name in CARRIED_OVER:
+            value = tracker.get_slot(name)
+            if value:
+                events.append(SlotSet(name, value))
         if (latest.get("intent") or {}).get("name") == "session_start":
-            kind = await self._record_call(caller_number, tracker.sender_id)
-            events.append(SlotSet("caller_kind", kind))
-            dispatcher.utter_message(response=GREETINGS.get(kind or "", "utter_greet"))
+            if _turns_before_this_one(tracker.events):
+                log.warning("session start in the middle of a call conversation=%s", tracker.sender_id)
+                dispatcher.utter_message(response="utter_how_can_help")
+            else:
+                kind = await self._record_call(caller_number, tracker.sender_id)
+                events.append(SlotSet("caller_kind", kind))
+                dispatcher.utter_message(response=GREETINGS.get(kind or "", "utter_greet"))
         events.append(ActionExecuted("action_listen"))
         return events
 

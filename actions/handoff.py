@@ -1,7 +1,8 @@
 """Handing the call to a person: which skill, what the agent may see, and the line the caller hears.
 
 Every path that cannot go on ends here: the caller asked for a person (``requested``), was not understood
-twice in a row (``no-match``), could not be verified (``verification-failed``), calls from a number that is
+twice in a row (``no-match``), could not be verified (``verification-failed``), is locked out of
+verification after too many failed checks across calls (``verification-locked``), calls from a number that is
 no customer's (``not-found``), or a backend failed (``technical``). The reasons and skills are the
 call-state vocabulary (:mod:`telephony.callstate`); the payload is built by
 :func:`actions.shared.handoff.handoff_payload`, the same builder the Rasa channel uses. Logs carry the

@@ -14,6 +14,9 @@ Configuration (environment, read once by :meth:`StoreConfig.from_env`)::
     ATTENDANT_STORE_ADAPTER    package.module:ClassName                    an HttpStore subclass
     ATTENDANT_STORE_TIMEOUT_S  2.0                                         bound on every backend call
     ATTENDANT_STORE_POOL_SIZE  4                                           connections / worker threads
+    ATTENDANT_STORE_LOCK_ATTEMPTS  5       failed PIN / date-of-birth checks in a row, across calls, that
+                                           lock the customer out of verification (SQL stores)
+    ATTENDANT_STORE_LOCK_S     900                                         seconds of cooling-off once locked
 
 Create and seed the SQL stores with ``python -m actions.backends.seed [--url URL] [--reset]``; the demo
 customers (numbers, PINs, dates of birth) are listed in :mod:`actions.backends.seed`. The first three::
@@ -46,6 +49,7 @@ from actions.backends.base import (
     Customer,
     CustomerStore,
     Incident,
+    LockPolicy,
     NotFound,
     OpeningHours,
     Order,
@@ -57,6 +61,7 @@ from actions.backends.base import (
     Slot,
     SlotTaken,
     StoreError,
+    Verification,
     caller_kind,
     normalise_dob,
     normalise_number,
@@ -101,7 +106,7 @@ def open_store(config: StoreConfig | str | None = None) -> CustomerStore:
     if url == DEMO_URL:
         from actions.backends.demo import DemoStore
 
-        return DemoStore(timeout_s=config.timeout_s)
+        return DemoStore(timeout_s=config.timeout_s, lock=config.lock)
     scheme = url_scheme(url)
     if scheme in HTTP_SCHEMES:
         assert config.adapter is not None  # checked by StoreConfig
@@ -109,7 +114,7 @@ def open_store(config: StoreConfig | str | None = None) -> CustomerStore:
         return adapter(url, timeout_s=config.timeout_s)  # type: ignore[call-arg]
     from actions.backends.sql import SqlStore
 
-    return SqlStore(url, timeout_s=config.timeout_s, pool_size=config.pool_size)
+    return SqlStore(url, timeout_s=config.timeout_s, pool_size=config.pool_size, lock=config.lock)
 
 
 def __getattr__(name: str) -> Any:
@@ -142,6 +147,7 @@ __all__ = [
     "CustomerStore",
     "DemoStore",
     "Incident",
+    "LockPolicy",
     "NotFound",
     "OpeningHours",
     "Order",
@@ -156,6 +162,7 @@ __all__ = [
     "StoreConfig",
     "StoreConfigError",
     "StoreError",
+    "Verification",
     "caller_kind",
     "default_url",
     "normalise_dob",

@@ -5,15 +5,24 @@ action is a :class:`TaskForm`. While a form is active it receives every answer (
 the ``validate_*`` methods decide what the answer means. Common to every question:
 
 - "agent", "a real person" -> the form ends, ``action_resume_task`` hands over with reason ``requested``;
-- "goodbye" -> the form ends, ``action_resume_task`` says goodbye;
+- "goodbye" -> the form ends, ``action_resume_task`` says goodbye (while the caller is being verified, the
+  form first asks whether they want to end the call: ``utter_ask_end_ok``; no, or anything else, and the
+  question comes again);
 - a confident new request ("actually what's my balance") -> the form ends and that task's form starts;
 - an answer the form cannot use -> the question again (with a hint); the second one in a row ends the form
   and hands over with reason ``no-match``.
 
 Verification (``pin`` or ``dob``): the channel puts the PIN or date of birth aside in Redis and the slot
 holds only a reference (:mod:`actions.shared.vault`); it is compared with the store's salted hash and
-dropped. Three failures in all hand over with reason ``verification-failed``. "I don't know my PIN" switches
-to the date of birth when one is on file.
+dropped. Three failures in all hand over with reason ``verification-failed``. "I don't know my PIN" (or
+"i dont have it": the don't-know words win over the escape words) switches to the date of birth when one is
+on file.
+
+The count in the call is the ``pin_attempts`` slot, which survives a new session in the same call
+(``action_session_start``). Across calls the store counts
+(:meth:`~actions.store.CustomerStore.verify_identity`): a customer locked out after too many failures is
+not asked at all, nor verified even by the right PIN, and goes to a person with reason
+``verification-locked``.
 
 When verification succeeds, what the caller already said when asking ("i'd like to order two headsets",
 "book me in next tuesday afternoon") fills the task's first questions (:meth:`TaskForm.prefill`), so they
@@ -33,10 +42,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
-from actions.heard import TASK_INTENTS, confidence_of, intent_of
+from actions.heard import TASK_INTENTS, confidence_of, intent_of, yes_or_no
 from actions.history import customer_history
 from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStashError, is_ref
-from actions.store import StoreError
+from actions.store import StoreError, Verification
 from telephony.callstate import Reason
 
 log = logging.getLogger(__name__)
@@ -82,6 +91,8 @@ class TaskForm(UsesDeps, FormValidationAction):
         ):
             return []
         if not tracker.get_slot("verified"):
+            if tracker.get_slot("end_asked"):
+                return ["end_ok"]
             return ["dob" if tracker.get_slot("verify_by") == "dob" else "pin"]
         slots = self.task_slots(tracker)
         # The answer just given is still raw text ("yes", "my last order"): it must be validated even though
@@ -141,6 +152,14 @@ class TaskForm(UsesDeps, FormValidationAction):
             return {"handoff_reason": Reason.TECHNICAL.value}
         if customer is None or not (customer.has_pin or customer.has_dob):
             return {"handoff_reason": Reason.NOT_FOUND.value}
+        try:
+            locked = await self.deps.store.verification_lock(customer.customer_id)
+        except StoreError:
+            log.warning("store lock lookup failed conversation=%s", tracker.sender_id)
+            return {"handoff_reason": Reason.TECHNICAL.value}
+        if locked is not None:
+            log.info("verification locked conversation=%s: not asking", tracker.sender_id)
+            return {"handoff_reason": Reason.VERIFICATION_LOCKED.value}
         return {"verify_by": "pin" if customer.has_pin else "dob"}
 
     async def _begin_task(
@@ -209,6 +228,12 @@ class TaskForm(UsesDeps, FormValidationAction):
     ) -> dict[str, Any]:
         if tracker.get_slot("handoff_reason") or tracker.get_slot("verified"):
             return {slot: None}
+        intent = intent_of(tracker)
+        if not is_ref(value) and intent != "request_agent" and _DONT_KNOW.search(str(value or "").lower()):
+            # "i dont have it" may sound like goodbye to the classifier: the words decide first.
+            return await self._other_way(slot, dispatcher, tracker)
+        if intent == "goodbye":
+            return {slot: None, "end_asked": True}  # the form asks utter_ask_end_ok before hanging up
         escaped = self.escape(slot, tracker)
         if escaped:
             return escaped
@@ -216,7 +241,7 @@ class TaskForm(UsesDeps, FormValidationAction):
             return {slot: None, "handoff_reason": Reason.TECHNICAL.value}
         if not is_ref(value):
             # Not a PIN or a date: "i don't know it", or something else entirely.
-            if intent_of(tracker) == "deny" or _DONT_KNOW.search(str(value or "").lower()):
+            if intent == "deny":
                 return await self._other_way(slot, dispatcher, tracker)
             not_understood = intent_of(tracker) == "nlu_fallback"
             dispatcher.utter_message(
@@ -230,14 +255,13 @@ class TaskForm(UsesDeps, FormValidationAction):
             customer = await self.deps.store.find_customer_by_number(tracker.get_slot("caller_number"))
             if customer is None:
                 return {slot: None, "handoff_reason": Reason.NOT_FOUND.value}
-            if slot == "pin":
-                ok = (
-                    bool(secret)
-                    and len(secret or "") == PIN_LENGTH
-                    and await self.deps.store.verify_pin(customer.customer_id, secret or "")
-                )
-            else:
-                ok = bool(secret) and await self.deps.store.verify_dob(customer.customer_id, secret or "")
+            # Every guess counts in the store, across calls; a locked customer is refused unchecked.
+            verdict = (
+                await self.deps.store.verify_identity(customer.customer_id, slot, secret)
+                if secret
+                else Verification(False)
+            )
+            ok = verdict.ok and (slot != "pin" or len(secret or "") == PIN_LENGTH)
         except (SecretStashError, StoreError):
             log.warning("verification backend failed conversation=%s", tracker.sender_id)
             return {slot: None, "handoff_reason": Reason.TECHNICAL.value}
@@ -261,10 +285,32 @@ class TaskForm(UsesDeps, FormValidationAction):
             return result
         attempts = int(tracker.get_slot("pin_attempts") or 0) + 1
         log.info("verification mismatch conversation=%s attempt=%d", tracker.sender_id, attempts)
+        if verdict.locked:
+            return {slot: None, "pin_attempts": attempts, "handoff_reason": Reason.VERIFICATION_LOCKED.value}
         if attempts >= MAX_VERIFY_ATTEMPTS:
             return {slot: None, "pin_attempts": attempts, "handoff_reason": Reason.VERIFICATION_FAILED.value}
         dispatcher.utter_message(response="utter_pin_wrong" if slot == "pin" else "utter_dob_wrong")
         return {slot: None, "pin_attempts": attempts}
+
+    async def validate_end_ok(
+        self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        """ "Do you want to end the call?" after a goodbye during verification: yes ends it; no, or anything
+        else, and the verification question comes again."""
+        done: dict[str, Any] = {"end_ok": None, "end_asked": False}
+        intent = intent_of(tracker)
+        if is_ref(slot_value):
+            # A PIN said instead of yes or no was put aside by the channel: drop it unread, ask again.
+            try:
+                await self.deps.stash.take(str(slot_value), tracker.sender_id)
+            except SecretStashError:
+                pass
+            return done
+        if intent == "request_agent":
+            return {**done, "handoff_reason": Reason.REQUESTED.value}
+        if intent == "goodbye" or yes_or_no(tracker, slot_value) is True:
+            return {**done, "end_call": True}
+        return done
 
     async def _other_way(
         self, slot: str, dispatcher: CollectingDispatcher, tracker: Tracker

@@ -48,7 +48,8 @@ class HandoffRequested:
     """The assistant asks for a live agent (its ``{"custom": {"handoff": ...}}`` payload, typed)."""
 
     reason: Reason
-    """Why: ``requested``, ``no-match``, ``verification-failed``, ``technical``, ..."""
+    """Why: ``requested``, ``no-match``, ``verification-failed``, ``verification-locked``, ``technical``,
+    ..."""
     skill: Skill = Skill.GENERAL
     """Agent skill needed."""
     context: Mapping[str, Any] = field(default_factory=dict)

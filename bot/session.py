@@ -77,6 +77,13 @@ RATE_WAIT_S = 0.5
 rate) before the bot starts sending at 8 kHz: far inside the 2 s after which ``AudioSocket()`` gives up."""
 
 
+def caller_words(text: str) -> str:
+    """What a caller said or typed, as words only: a leading ``/`` would make Rasa take it as an intent
+    (``/session_start``, ``/request_agent``), and only the gateway itself (the call start, keypad menu
+    choices) may send intents."""
+    return text.strip().lstrip("/").strip()
+
+
 def caller_line(text: str, source: str, *, redacted: bool) -> str:
     """What the transcript keeps of a caller turn: never typed digits, never a secret."""
     if source == "dtmf" and not text.startswith("/"):
@@ -253,7 +260,7 @@ class CallSession:
             self._barge_in()
             now = self._clock()
             self._pending_timing = TurnTiming("inject", now, transcript_at=now)
-            self._inputs.put_nowait(Transcript(frame.text.strip(), source="inject"))
+            self._inputs.put_nowait(Transcript(caller_words(frame.text), source="inject"))
         elif isinstance(frame, Hangup):
             if not self._finishing:
                 self.end.outcome, self.end.reason = Outcome.ABANDONED, Reason.CALLER_HANGUP
@@ -279,6 +286,9 @@ class CallSession:
         now = self._clock()
         self._pending_timing = TurnTiming("asr", end_of_speech, transcript_at=now)
         self._last_activity = now
+        words = caller_words(transcript.text)
+        if words != transcript.text:
+            transcript = Transcript(words, source=transcript.source, confidence=transcript.confidence)
         self._inputs.put_nowait(transcript)
 
     def _queue_turn(self, turn: Transcript | None) -> None:

@@ -108,6 +108,8 @@ class Reason(str, Enum):
     REQUESTED = "requested"
     NO_MATCH = "no-match"
     VERIFICATION_FAILED = "verification-failed"
+    VERIFICATION_LOCKED = "verification-locked"
+    """Too many failed checks across calls: the customer is locked out of self-service verification."""
     NOT_FOUND = "not-found"
     TECHNICAL = "technical"
     # the gateway ended the call

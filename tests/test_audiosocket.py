@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -242,3 +243,36 @@ async def test_server_refuses_beyond_capacity(server) -> None:  # type: ignore[n
         await w.drain()
     await asyncio.sleep(0.1)
     assert srv.active == 0
+
+
+async def test_server_caps_injected_text_at_the_edge_with_a_log_line(server, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Rasa refuses turns over 2,000 characters; the wire allows 4,096 bytes: the edge cuts and says so."""
+    srv, calls = server
+    r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+    call = uuid.uuid4()
+    long_text = "a" * 4096
+    with caplog.at_level(logging.WARNING, logger="telephony.server"):
+        text = wire.encode(wire.Kind.TEXT, long_text.encode())
+        w.write(wire.encode_uuid(call) + text + wire.encode_hangup())
+        await w.drain()
+        for _ in range(100):
+            if str(call) in calls:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(calls[str(call)].done.wait(), 2)
+    texts = [e for e in calls[str(call)].events if isinstance(e, Transcript)]
+    assert [len(t.text) for t in texts] == [2000]  # what Rasa accepts
+    said = f"call {call}: injected text of 4096 characters cut to 2000"
+    assert any(said in rec.getMessage() for rec in caplog.records), caplog.text
+    assert long_text not in caplog.text  # the length only, never the words
+    w.close()
+
+
+async def test_server_names_the_timeout_when_no_uuid_arrives(server, caplog) -> None:  # type: ignore[no-untyped-def]
+    srv, _ = server
+    with caplog.at_level(logging.WARNING, logger="telephony.server"):
+        r, w = await asyncio.open_connection("127.0.0.1", srv.port)
+        assert await _read_message(r) == (0xFF, b"\x00")  # after the 0.5 s first-frame timeout
+        w.close()
+    lines = [rec.getMessage() for rec in caplog.records if "before a call UUID" in rec.getMessage()]
+    assert lines == ["connection dropped before a call UUID: TimeoutError"], lines

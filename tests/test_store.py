@@ -44,11 +44,13 @@ from actions.store import (
     BackendUnavailable,
     Booking,
     Customer,
+    LockPolicy,
     NotFound,
     OrderLine,
     SlotTaken,
     StoreConfig,
     StoreConfigError,
+    Verification,
     open_store,
 )
 
@@ -258,6 +260,131 @@ async def test_no_pin_or_date_of_birth_in_clear(store: SqlStore, seeded_url: str
         assert not any(secret in rest for secret in SECRETS_IN_CLEAR)
     salts = [r.pin_salt for r in rows if r.pin_salt]
     assert len(salts) == len(set(salts)) == 5  # a different salt per customer
+
+
+# --- the verification lockout ---------------------------------------------------------------------------
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 2, 10, 0, 0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+async def test_failed_checks_lock_the_customer_across_calls_and_cool_off(seeded_url: str) -> None:
+    """Two action servers (two stores on one database, as two calls on two channels would be): failures
+    add up, the fifth locks, then even the right PIN or date of birth is refused until the cooling-off ends;
+    one attempt then; a success resets the count."""
+    clock = Clock()
+    policy = LockPolicy(attempts=5, lock_s=900)
+    one = SqlStore(seeded_url, timeout_s=5.0, clock=clock, lock=policy)
+    two = SqlStore(seeded_url, timeout_s=5.0, clock=clock, lock=policy)
+    try:
+        for n, (store, wrong) in enumerate([(one, "0000"), (one, "1111"), (one, "2222"), (two, "3333")], 1):
+            result = await store.verify_identity(ADA["id"], "pin", wrong)
+            assert (result.ok, result.locked, result.failures) == (False, False, n)
+        assert await one.verification_lock(ADA["id"]) is None
+        fifth = await two.verify_identity(ADA["id"], "dob", "2000-01-01")  # PIN and date of birth add up
+        assert fifth.locked and fifth.failures == 5
+        assert fifth.locked_until == clock.now + timedelta(seconds=900)
+        for store in (one, two):
+            assert await store.verification_lock(ADA["id"]) == fifth.locked_until
+            for kind, right in (("pin", ADA["pin"]), ("dob", ADA["dob"].isoformat())):
+                refused = await store.verify_identity(ADA["id"], kind, right)
+                assert not refused.ok and refused.locked, (kind, refused)
+        assert await one.verify_pin(ADA["id"], ADA["pin"]), "the hash itself is untouched"
+        # Somebody else is not affected.
+        assert (await two.verify_identity(KATHERINE["id"], "pin", KATHERINE["pin"])).ok
+        assert await one.verification_lock(KATHERINE["id"]) is None
+
+        clock.wait(899)
+        assert (await one.verify_identity(ADA["id"], "pin", ADA["pin"])).locked
+        clock.wait(2)
+        assert await one.verification_lock(ADA["id"]) is None
+        # After the cooling-off: one attempt; a failure locks again at once.
+        again = await one.verify_identity(ADA["id"], "pin", "4444")
+        assert again.locked and again.failures == 6
+        assert (await two.verify_identity(ADA["id"], "pin", ADA["pin"])).locked
+        clock.wait(901)
+        assert (await two.verify_identity(ADA["id"], "pin", ADA["pin"])) == Verification(True)
+        # The count starts again from nothing.
+        for n in range(1, 5):
+            assert (await one.verify_identity(ADA["id"], "pin", "0000")).failures == n
+        assert await one.verification_lock(ADA["id"]) is None
+        assert (await one.verify_identity(ADA["id"], "pin", ADA["pin"])).ok
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_unknown_customers_and_bad_kinds(store: SqlStore) -> None:
+    assert await store.verify_identity("C-NOPE", "pin", ADA["pin"]) == Verification(False)
+    assert await store.verification_lock("C-NOPE") is None
+    with pytest.raises(ValueError):
+        await store.verify_identity(ADA["id"], "password", "x")
+
+
+async def test_parallel_guesses_never_check_more_than_the_limit(seeded_url: str) -> None:
+    """Fifty calls guessing at once: at most ``attempts`` PINs are ever compared."""
+    checked: list[str] = []
+
+    class Counting(SqlStore):
+        async def verify_pin(self, customer_id: str, pin: str) -> bool:
+            checked.append(pin)
+            return await super().verify_pin(customer_id, pin)
+
+    store = Counting(seeded_url, timeout_s=20.0, pool_size=4, lock=LockPolicy(attempts=5, lock_s=900))
+    try:
+        guesses = [f"{n:04d}" for n in range(50)] + [ADA["pin"]]
+        results = await asyncio.gather(*(store.verify_identity(ADA["id"], "pin", g) for g in guesses))
+    finally:
+        await store.close()
+    assert len(checked) <= 5, checked
+    assert not any(r.ok for r in results[:-1])
+    assert sum(r.locked for r in results) >= len(guesses) - 5
+
+
+async def test_a_success_resets_the_count_and_an_agent_can_unlock(store: SqlStore) -> None:
+    for _ in range(4):
+        await store.verify_identity(ADA["id"], "pin", "0000")
+    assert (await store.verify_identity(ADA["id"], "pin", ADA["pin"])).ok
+    for n in range(1, 5):
+        assert (await store.verify_identity(ADA["id"], "pin", "0000")).failures == n
+    assert (await store.verify_identity(ADA["id"], "pin", "0000")).locked
+    await store.clear_verification_failures(ADA["id"])
+    assert await store.verification_lock(ADA["id"]) is None
+    assert (await store.verify_identity(ADA["id"], "pin", ADA["pin"])).ok
+
+
+def test_the_lock_survives_a_reseed_and_new_tables_reach_old_databases(db_url: str) -> None:
+    """Seeding stays idempotent and keeps the lock; a database seeded before the lockout existed gains its
+    table from the seed (or any create_schema) without losing data."""
+    engine = make_engine(db_url, 30.0, 1, create=True)
+    try:
+        seed(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE verification_failures")  # as a database from before
+        counts = seed(engine)
+        assert counts["verification_failures"] == 0 and counts["customers"] == 6
+
+        async def lock() -> None:
+            store = SqlStore(db_url, lock=LockPolicy(attempts=1, lock_s=60))
+            try:
+                assert (await store.verify_identity(ADA["id"], "pin", "0000")).locked
+            finally:
+                await store.close()
+
+        asyncio.run(lock())
+        assert seed(engine)["verification_failures"] == 1
+    finally:
+        engine.dispose()
 
 
 # --- accounts and orders --------------------------------------------------------------------------------
@@ -667,10 +794,17 @@ def test_store_config() -> None:
         {"ATTENDANT_STORE_TIMEOUT_S": "0"},
         {"ATTENDANT_STORE_TIMEOUT_S": "soon"},
         {"ATTENDANT_STORE_URL": "https://crm.example", "ATTENDANT_STORE_ADAPTER": "nowhere:Nothing"},
+        {"ATTENDANT_STORE_LOCK_ATTEMPTS": "0"},
+        {"ATTENDANT_STORE_LOCK_ATTEMPTS": "many"},
+        {"ATTENDANT_STORE_LOCK_S": "-1"},
     ):
         with pytest.raises(StoreConfigError):
             open_store(StoreConfig.from_env(bad))
     assert isinstance(open_store(StoreConfig.from_env(env)), SqlStore)
+    assert default.lock == LockPolicy(attempts=5, lock_s=900.0)
+    locked = {"ATTENDANT_STORE_LOCK_ATTEMPTS": "3", "ATTENDANT_STORE_LOCK_S": "60"}
+    store = open_store(StoreConfig.from_env(locked))
+    assert isinstance(store, SqlStore) and store.lock == LockPolicy(attempts=3, lock_s=60.0)
 
 
 async def test_demo_store_has_the_seed_data() -> None:

@@ -19,6 +19,12 @@ Errors::
      +-- SlotTaken           the slot is no longer free (someone else booked it first, or it has passed).
                              Offer other free slots.
 
+Verification lockout: :meth:`CustomerStore.verify_identity` counts failed PIN and date-of-birth checks per
+customer, across calls and channels, in the store. After ``lock_attempts`` failures in a row (default 5) the
+customer is locked for ``lock_s`` seconds (default 900): no check is even made, a correct PIN included, and
+the caller goes to a person (handoff reason ``verification-locked``). After the cooling-off one attempt is
+allowed; if it fails too, the lock starts again. A success resets the count.
+
 Invalid arguments (priority outside 1-4, a quantity below 1, an empty order) raise :class:`ValueError`:
 those are bugs in the caller of the store, not conditions of the call.
 """
@@ -95,6 +101,43 @@ class Customer:
     """Whether a PIN is on file (so PIN verification is possible). Never the PIN itself."""
     has_dob: bool = False
     """Whether a date of birth is on file. Never the date itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What one verification attempt came to (:meth:`CustomerStore.verify_identity`)."""
+
+    ok: bool
+    """The PIN or date of birth matched, and the customer was not locked."""
+    locked_until: datetime | None = None
+    """Set when the customer is locked out: this attempt was refused, or its failure locked them."""
+    failures: int = 0
+    """Failed attempts in a row so far, across calls (0 after a success)."""
+
+    @property
+    def locked(self) -> bool:
+        """Whether the customer is locked out (then :attr:`ok` is false)."""
+        return not self.ok and self.locked_until is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LockPolicy:
+    """When failed verifications lock a customer out, and for how long."""
+
+    attempts: int = 5
+    """Failed checks in a row (across calls) that lock the customer."""
+    lock_s: float = 900.0
+    """Seconds of cooling-off once locked."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.attempts <= 1000:
+            raise ValueError(f"lock attempts must be 1..1000, not {self.attempts}")
+        if not 0 < self.lock_s <= 30 * 86400:
+            raise ValueError(f"lock period must be in (0, 30 days] seconds, not {self.lock_s}")
+
+
+VERIFY_KINDS = ("pin", "dob")
+"""What :meth:`CustomerStore.verify_identity` checks: the PIN or the date of birth."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +398,8 @@ def caller_kind(customer: Customer | None) -> str:
 HASH_SCHEME = "pbkdf2_sha256"
 HASH_ITERATIONS = 100_000
 """About 30 ms per check on one core. A 4-digit PIN cannot be made safe by hashing alone: what protects it
-is the three-attempt limit and keeping the database private; the hash keeps it out of dumps and logs."""
+is the lockout (:class:`LockPolicy`: a few attempts per customer across calls, then a cooling-off) and keeping
+the database private; the hash keeps it out of dumps and logs."""
 _MAX_ITERATIONS = 10_000_000
 _DUMMY_SALT = "0" * 32
 _DUMMY_HASH = f"{HASH_SCHEME}${HASH_ITERATIONS}${'0' * 64}"
@@ -432,6 +476,19 @@ class CustomerStore(ABC):
     @abstractmethod
     async def verify_dob(self, customer_id: str, dob: date | str) -> bool:
         """Whether ``dob`` (a date or ``YYYY-MM-DD``) is this customer's date of birth."""
+
+    @abstractmethod
+    async def verify_identity(self, customer_id: str, kind: str, value: str) -> Verification:
+        """Check the caller's PIN (``kind`` ``"pin"``) or date of birth (``"dob"``) under the lockout.
+
+        This is what the actions use (:meth:`verify_pin` / :meth:`verify_dob` only compare): a locked
+        customer is refused without a check, a failure is counted across calls, a success resets the count
+        (see the module docstring). An unknown ``customer_id`` is a plain mismatch, not counted.
+        """
+
+    @abstractmethod
+    async def verification_lock(self, customer_id: str) -> datetime | None:
+        """Until when the customer is locked out of verification, or ``None`` when they are not."""
 
     # accounts
 

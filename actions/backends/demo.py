@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from actions.backends.base import StoreError
+from actions.backends.base import LockPolicy, StoreError
 from actions.backends.schema import make_engine
 from actions.backends.seed import seed
 from actions.backends.sql import SqlStore
@@ -25,9 +25,15 @@ T = TypeVar("T")
 class DemoStore(SqlStore):
     """The demo customers, catalogue, branches and slots (see :mod:`actions.backends.seed`) in memory."""
 
-    def __init__(self, *, timeout_s: float = 2.0, clock: Callable[[], datetime] = datetime.now) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 2.0,
+        clock: Callable[[], datetime] = datetime.now,
+        lock: LockPolicy | None = None,
+    ) -> None:
         # One connection (an in-memory database is private to it) used by one worker thread, in turn.
-        super().__init__("sqlite://", timeout_s=timeout_s, pool_size=1, clock=clock)
+        super().__init__("sqlite://", timeout_s=timeout_s, pool_size=1, clock=clock, lock=lock)
 
     def _get_engine(self) -> Engine:
         with self._lock:

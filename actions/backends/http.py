@@ -16,7 +16,8 @@ implemented here against an illustrative REST contract, to show the pattern; adj
 
     POST /customers/search          {"phone": "5550100001"}          -> 200 customer | 404
     GET  /customers/{id}                                             -> 200 customer | 404
-    POST /customers/{id}/verify     {"pin": "...."} or {"dob": "YYYY-MM-DD"}  -> 200 {"match": bool}
+    POST /customers/{id}/verify     {"pin": "...."} or {"dob": "YYYY-MM-DD"}
+                                    -> 200 {"match": bool, "locked_until": time | null, "failures": int}
     GET  /customers/{id}/account                                     -> 200 account | 404
     POST /incidents                 {"customer_id", "product_id", "priority", "description",
                                      "callback_number", "callback_from", "callback_until"}
@@ -24,7 +25,8 @@ implemented here against an illustrative REST contract, to show the pattern; adj
     GET  /incidents/{ticket}?customer_id={id}                        -> 200 incident | 404
 
     customer = {"id", "name", "loyalty_tier", "referral_source", "first_contact", "last_call",
-                "call_count", "has_bought", "has_pin", "has_dob"}      (times ISO 8601, local)
+                "call_count", "has_bought", "has_pin", "has_dob", "locked_until"}
+                                                                     (times ISO 8601, local)
     account  = {"customer_id", "balance_cents", "currency", "last_payment_cents", "last_payment_date"}
     incident = {"ticket", "customer_id", "product_id", "priority", "status", "description",
                 "callback_number", "callback_from", "callback_until", "created"}
@@ -33,7 +35,9 @@ The rest (orders, catalogue, bookings, branches, caller history) stay abstract: 
 them, or inherit them from another store (e.g. a class that takes bookings from the SQL store and
 customers from the CRM). Select the subclass with ``ATTENDANT_STORE_URL=https://crm.example/api`` and
 ``ATTENDANT_STORE_ADAPTER=package.module:ClassName`` (it is constructed as ``cls(url, timeout_s=...)``).
-Verification stays on the CRM's side: the PIN goes to the CRM over TLS and only a yes/no comes back.
+Verification stays on the CRM's side: the PIN goes to the CRM over TLS and only a yes/no comes back. So
+does the lockout (failed checks counted across calls, a cooling-off): the CRM keeps it and says
+``locked_until`` while a customer is locked; the bot then hands the caller to a person.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from actions.backends.base import (
     CustomerStore,
     Incident,
     NotFound,
+    Verification,
     normalise_dob,
     normalise_number,
 )
@@ -196,17 +201,42 @@ class HttpStore(CustomerStore, ABC):
         data = await self._object("get_customer", "GET", f"/customers/{quote(customer_id, safe='')}")
         return self.mapped("get_customer", self.customer_from, data) if data else None
 
-    async def _verify(self, op: str, customer_id: str, body: dict[str, str]) -> bool:
+    async def _verify(self, op: str, customer_id: str, body: dict[str, str]) -> Verification:
         path = f"/customers/{quote(customer_id, safe='')}/verify"
         data = await self._object(op, "POST", path, body)
-        return bool(data and data.get("match") is True)
+        if not data:
+            return Verification(False)
+
+        def verdict(d: dict[str, Any]) -> Verification:
+            locked_until = _dt(d.get("locked_until"))
+            ok = d.get("match") is True and locked_until is None
+            return Verification(ok, None if ok else locked_until, int(d.get("failures") or 0))
+
+        return self.mapped(op, verdict, data)
 
     async def verify_pin(self, customer_id: str, pin: str) -> bool:
-        return await self._verify("verify_pin", customer_id, {"pin": pin})
+        return (await self._verify("verify_pin", customer_id, {"pin": pin})).ok
 
     async def verify_dob(self, customer_id: str, dob: date | str) -> bool:
         value = normalise_dob(dob)
-        return value is not None and await self._verify("verify_dob", customer_id, {"dob": value})
+        return value is not None and (await self._verify("verify_dob", customer_id, {"dob": value})).ok
+
+    async def verify_identity(self, customer_id: str, kind: str, value: str) -> Verification:
+        if kind == "pin":
+            return await self._verify("verify_pin", customer_id, {"pin": value})
+        if kind != "dob":
+            raise ValueError("kind must be 'pin' or 'dob'")
+        dob = normalise_dob(value)
+        if dob is None:
+            return Verification(False)
+        return await self._verify("verify_dob", customer_id, {"dob": dob})
+
+    async def verification_lock(self, customer_id: str) -> datetime | None:
+        data = await self._object("get_customer", "GET", f"/customers/{quote(customer_id, safe='')}")
+        if not data:
+            return None
+        until = self.mapped("verification_lock", lambda d: _dt(d.get("locked_until")), data)
+        return until if until is not None and until > datetime.now() else None
 
     async def get_account(self, customer_id: str) -> Account | None:
         data = await self._object("get_account", "GET", f"/customers/{quote(customer_id, safe='')}/account")

@@ -55,6 +55,19 @@ customers = Table(
     CheckConstraint("call_count >= 0", name="ck_customers_calls"),
 )
 
+verification_failures = Table(
+    "verification_failures",
+    metadata,
+    Column("customer_id", String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("failures", Integer, nullable=False, comment="failed PIN / date-of-birth checks in a row"),
+    Column("last_failure", DateTime, nullable=False),
+    Column("locked_until", DateTime, comment="set while the customer is locked out of verification"),
+    CheckConstraint("failures >= 0", name="ck_verification_failures_count"),
+)
+"""The verification lockout (:class:`~actions.backends.base.LockPolicy`): one row per customer with failed
+checks since their last success (deleted on success). A table of its own, so an existing database gains it
+from :func:`create_schema` without touching ``customers``."""
+
 phone_numbers = Table(
     "phone_numbers",
     metadata,

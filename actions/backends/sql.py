@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     Column,
+    delete,
     func,
     insert,
     select,
@@ -65,6 +66,7 @@ from actions.backends.base import (
     Customer,
     CustomerStore,
     Incident,
+    LockPolicy,
     NotFound,
     OpeningHours,
     Order,
@@ -76,6 +78,7 @@ from actions.backends.base import (
     Slot,
     SlotTaken,
     StoreError,
+    Verification,
     caller_kind,
     normalise_dob,
     normalise_number,
@@ -100,6 +103,7 @@ from actions.backends.schema import (
     products,
     promotions,
     slots,
+    verification_failures,
 )
 
 log = logging.getLogger(__name__)
@@ -112,6 +116,8 @@ MAX_QTY = 99
 MAX_SLOTS = 50
 MAX_DESCRIPTION = 2000
 _NUMBER_ATTEMPTS = 5
+_Attempt = tuple[bool, int, "datetime | None"]
+"""A verification attempt as counted: (allowed, failures in a row, locked until)."""
 
 # --- row -> record --------------------------------------------------------------------------------------
 
@@ -246,10 +252,13 @@ class SqlStore(CustomerStore):
         timeout_s: float = 2.0,
         pool_size: int = 4,
         clock: Callable[[], datetime] = datetime.now,
+        lock: LockPolicy | None = None,
     ) -> None:
-        """``clock`` gives "now" in local time (tests pass a fixed one). Nothing connects here."""
+        """``clock`` gives "now" in local time (tests pass a fixed one); ``lock``: the verification
+        lockout (default :class:`~actions.backends.base.LockPolicy`). Nothing connects here."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        self.lock = lock or LockPolicy()
         self._url = normalise_url(url)
         self.timeout_s = timeout_s
         self._pool_size = pool_size
@@ -445,6 +454,88 @@ class SqlStore(CustomerStore):
         c = customers.c
         stored, salt = await self._secret("verify_dob", customer_id, c.dob_hash, c.dob_salt)
         return await asyncio.to_thread(verify_secret, normalise_dob(dob), salt, stored)
+
+    async def verify_identity(self, customer_id: str, kind: str, value: str) -> Verification:
+        if kind not in ("pin", "dob"):
+            raise ValueError("kind must be 'pin' or 'dob'")
+        attempt = await self._run("verification_attempt", self._count_attempt(customer_id), write=True)
+        if attempt is None:  # no such customer: nothing to count
+            return Verification(False)
+        allowed, failures, locked_until = attempt
+        if not allowed:
+            log.info("verification refused: locked customer=%s failures=%d", customer_id, failures)
+            return Verification(False, locked_until, failures)
+        if kind == "pin":
+            ok = await self.verify_pin(customer_id, value)
+        else:
+            ok = await self.verify_dob(customer_id, value)
+        if ok:
+            await self._run("verification_passed", self._clear_failures(customer_id), write=True)
+            return Verification(True)
+        if locked_until is not None:
+            log.warning(
+                "verification locked customer=%s failures=%d lock_s=%d",
+                customer_id,
+                failures,
+                self.lock.lock_s,
+            )
+        return Verification(False, locked_until, failures)
+
+    def _count_attempt(self, customer_id: str) -> Callable[[Connection], _Attempt | None]:
+        """One attempt, counted as a failure *before* the check (so parallel calls cannot run more checks
+        than the policy allows; a success then clears it): ``(allowed, failures, locked_until)``, or
+        ``None`` for an unknown customer."""
+        now = self._clock()
+        vf = verification_failures
+
+        def q(conn: Connection) -> _Attempt | None:
+            if _customer_by_id(conn, customer_id) is None:
+                return None
+            query = select(vf).where(vf.c.customer_id == customer_id).with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(insert(vf).values(customer_id=customer_id, failures=0, last_failure=now))
+                except IntegrityError:  # another call inserted it first: use theirs
+                    pass
+                row = conn.execute(query).one()
+            if row.locked_until is not None and row.locked_until > now:
+                return False, int(row.failures), row.locked_until
+            failures = int(row.failures) + 1
+            locked = failures >= self.lock.attempts
+            locked_until = now + timedelta(seconds=self.lock.lock_s) if locked else None
+            conn.execute(
+                update(vf)
+                .where(vf.c.customer_id == customer_id)
+                .values(failures=failures, last_failure=now, locked_until=locked_until)
+            )
+            return True, failures, locked_until
+
+        return q
+
+    def _clear_failures(self, customer_id: str) -> Callable[[Connection], None]:
+        def q(conn: Connection) -> None:
+            vf = verification_failures
+            conn.execute(delete(vf).where(vf.c.customer_id == customer_id))
+
+        return q
+
+    async def verification_lock(self, customer_id: str) -> datetime | None:
+        now = self._clock()
+
+        def q(conn: Connection) -> datetime | None:
+            vf = verification_failures
+            row = conn.execute(select(vf.c.locked_until).where(vf.c.customer_id == customer_id)).first()
+            until = row.locked_until if row is not None else None
+            return until if until is not None and until > now else None
+
+        return await self._run("verification_lock", q)
+
+    async def clear_verification_failures(self, customer_id: str) -> None:
+        """Unlock the customer and forget their failed checks (what an agent does once they are sure)."""
+        await self._run("clear_verification_failures", self._clear_failures(customer_id), write=True)
+        log.info("verification lock cleared customer=%s", customer_id)
 
     # -- accounts
 

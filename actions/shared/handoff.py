@@ -24,16 +24,19 @@ HANDOFF_REASONS = (
     Reason.REQUESTED,
     Reason.NO_MATCH,
     Reason.VERIFICATION_FAILED,
+    Reason.VERIFICATION_LOCKED,
     Reason.NOT_FOUND,
     Reason.TECHNICAL,
 )
 """Why the dialogue hands a call to a person: the caller asked (or accepted our offer), not understood
-twice in a row, verification failed, the number is no customer's, or something broke."""
+twice in a row, verification failed, the customer is locked out of verification (too many failed checks
+across calls), the number is no customer's, or something broke."""
 
 HANDOFF_LINES: Mapping[Reason, str] = {
     Reason.REQUESTED: "utter_handoff_requested",
     Reason.NO_MATCH: "utter_handoff_no_match",
     Reason.VERIFICATION_FAILED: "utter_handoff_verification_failed",
+    Reason.VERIFICATION_LOCKED: "utter_handoff_verification_locked",
     Reason.NOT_FOUND: "utter_handoff_not_found",
     Reason.TECHNICAL: "utter_handoff_technical",
 }

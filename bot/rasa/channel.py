@@ -43,14 +43,19 @@ Conversation contract with the gateway
 - **Keypad.** Menu digits are mapped by the gateway to ``/ask_balance``, ``/ask_order_status``,
   ``/book_appointment``, ``/request_agent``. Digits keyed during a PIN or number prompt are sent as
   plain text ("1234"). Messages starting with ``/`` must be a bare intent name (``/[a-z_]+``): entities
-  are refused (400), so nobody can set slots from outside.
+  are refused (400), so nobody can set slots from outside. A caller's own words (metadata ``input``
+  ``asr`` or ``inject``) are never an intent: a leading ``/`` is dropped (the gateway drops it too), so
+  "/session_start" said or typed by a caller is just words. ``/session_start`` is the start of a call only:
+  sent again once the caller has spoken it counts as not understood (and a new session keeps the call's
+  failed PIN checks anyway: ``actions/conversation.py``).
 - **End of call.** An item ``{"custom": {"end_call": true}}`` (after "Thank you for calling. Goodbye."):
   finish speaking, then hang up.
 - **Handoff.** An item ``{"custom": {"handoff": {"reason": R, "skill": S, "context": {...}}}}``: finish
   speaking, then hand the call to a person (the payload is built by
   :func:`actions.shared.handoff.handoff_payload`). ``R`` is one of ``requested`` (caller asked for an agent,
   operator, a real person, or accepted our offer), ``no-match`` (not understood twice in a row),
-  ``verification-failed`` (three failed checks, or neither PIN nor date of birth to give), ``not-found``
+  ``verification-failed`` (three failed checks, or neither PIN nor date of birth to give),
+  ``verification-locked`` (the customer is locked out: too many failed checks across calls), ``not-found``
   (the calling number is not a customer's), ``technical`` (a backend or the assistant failed). ``S`` is
   ``billing``, ``orders``, ``sales``, ``bookings``, ``support`` or ``general``. ``context`` is the call's
   context (see **Context** below) — never the PIN or the date of birth.
@@ -105,6 +110,9 @@ log = logging.getLogger(__name__)
 
 SENDER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 INTENT_RE = re.compile(r"/[a-z_]{1,64}")
+CALLER_INPUTS = frozenset({"asr", "inject"})
+"""Metadata ``input`` values of turns that are a caller's words (never an intent)."""
+SESSION_START = "/session_start"
 MAX_MESSAGE_CHARS = 2000
 NOT_UNDERSTOOD = "/nlu_fallback"
 WARM_UP_TEXT = "hello i want to check my balance"
@@ -177,6 +185,9 @@ class AttendantInput(RestInput):
                 return response.json({"error": str(exc)}, status=400)
             heard = text
             try:
+                if text == SESSION_START and await self._has_caller_turns(request, sender):
+                    log.warning("session start in the middle of a call refused sender=%s", sender)
+                    text = NOT_UNDERSTOOD
                 text = await self._shield_secrets(request, sender, text)
             except Exception:  # tracker unreadable: do not guess whether digits are a PIN
                 log.exception("could not check for a PIN prompt sender=%s", sender)
@@ -271,6 +282,18 @@ class AttendantInput(RestInput):
             log.exception("could not build the call's context sender=%s", sender)
             return None
 
+    async def _has_caller_turns(self, request: Request, sender: str) -> bool:
+        """Whether the conversation already has a turn after its start."""
+        agent = getattr(request.app.ctx, "agent", None)
+        store = getattr(agent, "tracker_store", None)
+        if store is None:
+            return False
+        tracker = await store.retrieve(sender)
+        if tracker is None:
+            return False
+        turns = [e for e in tracker.events if getattr(e, "type_name", None) == "user"]
+        return any(getattr(e, "text", None) != SESSION_START for e in turns)
+
     async def _asking_sensitive(self, request: Request, sender: str) -> str | None:
         """The sensitive slot being asked for right now, if any."""
         agent = getattr(request.app.ctx, "agent", None)
@@ -311,14 +334,16 @@ def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
     text = body.get("message")
     if not isinstance(text, str) or len(text) > MAX_MESSAGE_CHARS:
         raise ValueError(f"message must be a string of at most {MAX_MESSAGE_CHARS} characters")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object")
     text = text.strip()
+    if metadata and metadata.get("input") in CALLER_INPUTS:
+        text = text.lstrip("/").strip() or NOT_UNDERSTOOD  # a caller's words, never an intent
     if not text:
         raise ValueError("message is empty")
     if text.startswith("/") and not INTENT_RE.fullmatch(text):
         raise ValueError("a message starting with / must be a bare intent name")
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ValueError("metadata must be an object")
     return sender, text, metadata
 
 
