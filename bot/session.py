@@ -37,6 +37,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from actions.shared.masking import mask_text
 from bot.asr import VoskEngine
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
@@ -62,11 +63,15 @@ RATE_WAIT_S = 0.5
 rate) before the bot starts sending at 8 kHz: far inside the 2 s after which ``AudioSocket()`` gives up."""
 
 
-def caller_line(text: str, source: str, *, redacted: bool) -> str:
-    """What the transcript keeps of a caller turn: never typed digits, never a secret."""
+def caller_line(text: str, source: str, *, redacted: bool, heard_as: str | None = None) -> str:
+    """What the transcript keeps of a caller turn: never typed digits, never a secret. ``heard_as`` is the
+    assistant's masked version of the words, if it masked some; the gateway masks what it can tell on its
+    own too (card numbers, codes, PINs and dates said with their keywords), whatever the assistant said."""
     if source == "dtmf" and not text.startswith("/"):
         return "[keypad]"
-    return "[redacted]" if redacted else text
+    if redacted:
+        return "[redacted]"
+    return mask_text(heard_as if heard_as is not None else text, bare_digits_are_pin=False)
 
 
 class Outbound(Protocol):
@@ -399,7 +404,8 @@ class CallSession:
                 await self.record.keep_context(reply.context)
             if source != "system":
                 # Written after the reply: the assistant says whether the words held a secret (a PIN).
-                await self.record.say("caller", caller_line(text, source, redacted=reply.input_redacted))
+                line = caller_line(text, source, redacted=reply.input_redacted, heard_as=reply.heard_as)
+                await self.record.say("caller", line)
             if timing is not None:
                 timing.reply_at = self._clock()
                 self.timings.append(timing)

@@ -199,3 +199,48 @@ def test_findings_and_kinds() -> None:
 def test_any_text_masks_without_error_and_idempotently(text: str) -> None:
     once = masked(text)
     assert masked(once) == once
+
+
+# --- where it is applied (the logic; tests/test_privacy_scan.py runs it end to end) ----------------------
+
+
+def test_the_gateways_transcript_line() -> None:
+    from bot.session import caller_line
+
+    card = "my card is 4111 1111 1111 1111"
+    assert caller_line(card, "asr", redacted=False) == "my card is [card]"  # the gateway's own masking
+    assert caller_line("4719", "asr", redacted=False, heard_as="[pin]") == "[pin]"  # the assistant's
+    assert caller_line("4719", "asr", redacted=True) == "[redacted]"
+    assert caller_line("4111111111111111", "dtmf", redacted=False) == "[keypad]"
+    order = "one zero zero zero zero four"
+    assert caller_line(order, "asr", redacted=False) == order
+
+
+def test_the_reply_says_how_the_words_were_recorded() -> None:
+    from bot.dialogue import parse_reply
+
+    reply = parse_reply([{"custom": {"heard_as": "my pin is [pin]"}}, {"text": "Sorry?"}])
+    assert reply.heard_as == "my pin is [pin]" and reply.texts == ("Sorry?",)
+    assert parse_reply([{"text": "Hi."}]).heard_as is None
+
+
+def test_the_handoff_context_carries_masked_words_only() -> None:
+    from actions.shared.handoff import Reason, Skill, handoff_payload
+
+    context = {
+        "call_id": "123e4567-e89b-12d3-a456-426614174000",
+        "caller_number": "+15550100001",
+        "slots": {"problem": "it broke when i gave my card 4111 1111 1111 1111", "order_ref": "100004"},
+    }
+    payload = handoff_payload(Reason.REQUESTED, Skill.SUPPORT, context)
+    slots = payload["context"]["slots"]
+    assert slots == {"problem": "it broke when i gave my card [card]", "order_ref": "100004"}
+    assert payload["context"]["call_id"] == context["call_id"]
+    assert payload["context"]["caller_number"] == "+15550100001"
+
+
+def test_words_that_are_masks_only() -> None:
+    from actions.shared.masking import only_masks
+
+    assert only_masks("[pin]") and only_masks("uh it's [card]") and only_masks("[digits]")
+    assert not only_masks("my card is [card]") and not only_masks("uh") and not only_masks("")

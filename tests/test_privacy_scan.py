@@ -22,17 +22,20 @@ import asyncio
 import re
 import secrets
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import yaml
 
 from actions.backends.seed import CUSTOMERS
 from actions.shared.masking import luhn_ok
 from bot.tools.stack import RasaStack
+from telephony.callstate import RETENTION_S, call_key
 from telephony.sim import CallerSimulator, CallResult, Turn
-from tests.conftest import MODEL, GatewayProcess, free_port, start_gateway, stop_gateway
+from tests.conftest import MODEL, REPO, GatewayProcess, free_port, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -248,17 +251,28 @@ async def test_no_secret_said_or_keyed_is_kept_anywhere(
         redis_db_url,
         [
             text(PIN),  # the first words: the real PIN, out of turn
+            text("what are your opening hours"),  # (understood turns between: two misses hand over)
             text(f"my card number is {grouped(CARD_SAID)} and my cvv is {CVV}"),
+            text("what are your opening hours on saturday"),
             Turn("dtmf", CARD_KEYED + "#"),  # keyed, nobody asked
             text("what is my balance"),
             text(spoken(PIN)),  # at the PIN prompt: verification must still work
             text(f"my date of birth is {month} twenty third nineteen twelve and my pin is {PIN}"),
+            text("where is your riverside branch"),
             Turn("dtmf", PIN + "#"),  # the PIN keyed after verification
+            text("what are your opening hours"),
             text(f"i want to speak to a real person my card is {CARD_HANDOFF}"),
         ],
     )
     heard = " | ".join(first.bot_said())
-    assert "balance" in heard.lower(), first.summary()
+    assert "one thousand two hundred thirty four dollars" in heard, first.summary() + heard
+    assert not any(t.skipped for t in first.turns), first.summary() + heard
+    r = redis.Redis.from_url(redis_db_url, decode_responses=True)
+    try:
+        record = r.hgetall(call_key(first.call_id))
+    finally:
+        r.close()
+    assert record.get("outcome") == "handoff", record
 
     second = await place(
         gateway,
@@ -278,7 +292,7 @@ async def test_no_secret_said_or_keyed_is_kept_anywhere(
         ],
     )
     heard = " | ".join(second.bot_said())
-    assert "ticket number" in heard.lower(), second.summary()
+    assert "ticket number" in heard.lower(), second.summary() + heard
     with sqlite3.connect(store_file) as db:
         descriptions = [row[0] for row in db.execute("SELECT description FROM incidents")]
     assert any("headset" in d for d in descriptions), descriptions
@@ -286,5 +300,39 @@ async def test_no_secret_said_or_keyed_is_kept_anywhere(
     await asyncio.sleep(1.0)  # the last writes (call record, logs) land
     places = {**redis_dump(redis_db_url), **store_dump(store_file), **log_dump(stack, gateway)}
     assert any(k.startswith("redis string attendant:tracker:") for k in places), sorted(places)
+    assert any(k.startswith("redis stream attendant:call:") for k in places), sorted(places)
     found = leaks(places)
     assert not found, "\n".join(found)
+
+    # Trackers expire like every other key of a call; the store and the logs are the owner's only.
+    r = redis.Redis.from_url(redis_db_url)
+    try:
+        for result in (first, second):
+            ttl = r.ttl(f"attendant:tracker:{result.call_id}")
+            assert 0 < ttl <= RETENTION_S, ttl
+    finally:
+        r.close()
+    for path in (store_file, stack.log_path("rasa"), stack.log_path("actions")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
+
+
+def test_trackers_expire_with_the_calls_retention() -> None:
+    endpoints = yaml.safe_load((REPO / "bot" / "rasa" / "endpoints.yml").read_text())
+    assert endpoints["tracker_store"]["record_exp"] == RETENTION_S
+
+
+def test_a_new_store_file_is_the_owners_only(tmp_path: Path) -> None:
+    from actions.backends.schema import make_engine
+
+    path = tmp_path / "run" / "store.db"
+    engine = make_engine(f"sqlite:///{path}", 2.0, 1, create=True)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+    finally:
+        engine.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    path.chmod(0o644)  # an older store, readable by all: opened again, it is the owner's only
+    make_engine(f"sqlite:///{path}", 2.0, 1).dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

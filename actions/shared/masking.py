@@ -64,10 +64,13 @@ _MONTH_WORDS = {m.lower() for m in MONTHS} | {"jan", "feb", "sept", "oct", "nov"
 _FILLERS = frozenset(
     "um umm uh uhh er erm hmm ah well so yeah yes yep ok okay sure it it's its is that's thats like".split()
 )
-_CVV_WORDS = (("cvv",), ("cvc",), ("cv2",), ("cvv2",), ("csc",), ("c", "v", "v"), ("c", "v", "c"))
-_CVV_WORDS += (("security", "code"), ("verification", "code"), ("verification", "number"), ("card", "code"))
-_PIN_WORDS = (("pin",), ("pins",), ("passcode",), ("password",), ("pass", "code"), ("p", "i", "n"))
-_DOB_WORDS = (("born",), ("birth",), ("birthday",), ("dob",), ("d", "o", "b"), ("birthdate",))
+_Phrases = tuple[tuple[str, ...], ...]
+_CVV_WORDS: _Phrases = (
+    *(("cvv",), ("cvc",), ("cv2",), ("cvv2",), ("csc",), ("c", "v", "v"), ("c", "v", "c")),
+    *(("security", "code"), ("verification", "code"), ("verification", "number"), ("card", "code")),
+)
+_PIN_WORDS: _Phrases = (("pin",), ("pins",), ("passcode",), ("password",), ("pass", "code"), ("p", "i", "n"))
+_DOB_WORDS: _Phrases = (("born",), ("birth",), ("birthday",), ("dob",), ("d", "o", "b"), ("birthdate",))
 _KEYWORD_WINDOW = 6
 """A keyword counts for a number at most this many words before it ("security code on the back is ...")."""
 _PIN_WINDOW = 4
@@ -121,6 +124,12 @@ def mask_text(
     for f in sorted(found, key=lambda f: f.start, reverse=True):
         out = out[: f.start] + f.mask + out[f.end :]
     return out
+
+
+def only_masks(text: str) -> bool:
+    """Whether a masked ``text`` holds masks and nothing else that means anything ("[pin]", "uh [pin]")."""
+    rest = re.sub("|".join(re.escape(m) for m in MASKS), " ", text)
+    return rest != text and all(t.lower() in _FILLERS for t in _TOKEN.findall(rest))
 
 
 def kinds(text: str) -> list[str]:
@@ -345,4 +354,5 @@ __all__ = [
     "looks_like_card",
     "luhn_ok",
     "mask_text",
+    "only_masks",
 ]

@@ -150,7 +150,10 @@ class RasaStack:
         )  # fmt: skip
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.log_path(name), "ab")  # closed in stop()
+        # owner-only (0600): a log may hold call ids and errors; closed in stop()
+        fd = os.open(self.log_path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        log = os.fdopen(fd, "ab")
         self._logs[name] = log
         self._procs[name] = subprocess.Popen(
             argv,
