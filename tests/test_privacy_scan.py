@@ -73,7 +73,10 @@ def forbidden() -> dict[str, re.Pattern[str]]:
         return r"(?<![\d.])" + r"[\s-]*".join(digits) + r"(?!\d)"
 
     def said(digits: str) -> str:
-        return r"\b" + r"\W+".join(WORDS[int(d)] for d in digits) + r"\b"
+        # not inside a longer number said in words (a ticket number the bot reads out)
+        alone = "".join(f"(?<!{w} )" for w in [*WORDS, "oh"])
+        more = r"(?!\W+(?:" + "|".join([*WORDS, "oh"]) + r")\b)"
+        return alone + r"\b" + r"\W+".join(WORDS[int(d)] for d in digits) + r"\b" + more
 
     found: dict[str, re.Pattern[str]] = {}
     for name, digits in {
@@ -83,7 +86,8 @@ def forbidden() -> dict[str, re.Pattern[str]]:
         "card at handoff": CARD_HANDOFF,
     }.items():
         found[name] = re.compile(f"{typed(digits)}|{said(digits)}", re.I)
-    found["security code"] = re.compile(rf"(?:cvv|code)\W+(?:is\W+)?(?:{CVV}|{said(CVV)})|{said(CVV)}", re.I)
+    # three digits are everywhere (times, amounts): the code counts where it was said, after its name
+    found["security code"] = re.compile(rf"(?:cvv|code)\W+(?:is\W+)?(?:{CVV}(?!\d)|{said(CVV)})", re.I)
     found["pin"] = re.compile(f"{typed(PIN)}|{said(PIN)}", re.I)
     month = DOB.strftime("%B")
     found["date of birth"] = re.compile(
@@ -240,6 +244,9 @@ def test_the_scan_finds_what_it_looks_for() -> None:
     for what, sample in samples.items():
         assert patterns[what].search(sample), what
     assert not leaks({"clean": "my card number is [card] and my cvv is [cvv]; t=1764518100.1234"})
+    longer = f"Your ticket number is one {spoken(PIN)} two."  # a PIN's words inside a longer number
+    assert not patterns["pin"].search(longer)
+    assert patterns["pin"].search(f"my pin is {spoken(PIN)}.")
 
 
 async def test_no_secret_said_or_keyed_is_kept_anywhere(
