@@ -244,3 +244,26 @@ def test_words_that_are_masks_only() -> None:
 
     assert only_masks("[pin]") and only_masks("uh it's [card]") and only_masks("[digits]")
     assert not only_masks("my card is [card]") and not only_masks("uh") and not only_masks("")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    number=st.text("0123456789", min_size=5, max_size=6),
+    lead=st.sampled_from(["where is my order", "the status of ticket", "my order number is", "booking"]),
+    words=st.booleans(),
+)
+def test_order_and_ticket_numbers_in_a_sentence_are_never_masked(number: str, lead: str, words: bool) -> None:
+    said = f"{lead} {spoken(number) if words else number} please"
+    assert masked(said) == said
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.from_regex(r"[2-9][0-9]{2}[2-9][0-9]{6}", fullmatch=True),
+    style=st.sampled_from(["+1{}", "1{}", "{}", "({}) {} {}", "{}-{}-{}"]),
+)
+def test_north_american_phone_numbers_are_never_masked(local: str, style: str) -> None:
+    parts = (local[:3], local[3:6], local[6:])
+    number = style.format(*parts) if "(" in style or "-" in style else style.format(local)
+    said = f"call me back on {number}"
+    assert masked(said) == said
