@@ -21,6 +21,7 @@ from rasa_sdk.types import DomainDict
 from actions.deps import Deps
 from actions.heard import match_product, task_text, yes_or_no
 from actions.lines import Line, say
+from actions.shared.masking import mask_text
 from actions.shared.numerals import digits_from_speech
 from actions.shared.speech import say_date, say_digits, say_time
 from actions.shared.when import parse_when, window_from_slot, window_slot
@@ -201,7 +202,9 @@ class ValidateSupportForm(TaskForm):
     def _problem(self, text: str) -> dict[str, Any]:
         kind = outage_kind(text)
         severity = {"total": "total", "partial": "partial", None: "consultation"}.get(kind)
-        return {"problem": text.strip()[:500], "severity": severity, "misses": 0}
+        # masked once more before it can reach the store (the channel masked the words already)
+        problem = mask_text(text.strip(), bare_digits_are_pin=False)[:500]
+        return {"problem": problem, "severity": severity, "misses": 0}
 
     def validate_problem(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -84,6 +84,8 @@ class Reply:
     context: Mapping[str, Any] | None = None
     """What the assistant knows of the call after this turn (who, verified or not, task, slots): kept with
     the call from the first turn, so an agent gets it even if the gateway dies mid-call."""
+    heard_as: str | None = None
+    """The caller's words as the assistant recorded them, when it masked some (a card number, a PIN...)."""
 
 
 def parse_reply(messages: Any) -> Reply:
@@ -95,6 +97,7 @@ def parse_reply(messages: Any) -> Reply:
     redacted = False
     handoff: HandoffRequested | None = None
     context: Mapping[str, Any] | None = None
+    heard_as: str | None = None
     for item in messages:
         if not isinstance(item, dict):
             continue
@@ -111,7 +114,9 @@ def parse_reply(messages: Any) -> Reply:
                 handoff = HandoffRequested.from_payload(custom["handoff"])
             if isinstance(custom.get("context"), dict):
                 context = custom["context"]
-    return Reply(tuple(texts), end_call, handoff, redacted, context)
+            if isinstance(custom.get("heard_as"), str):
+                heard_as = custom["heard_as"]
+    return Reply(tuple(texts), end_call, handoff, redacted, context, heard_as)
 
 
 @dataclass(frozen=True, slots=True)

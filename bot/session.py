@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from actions.shared.masking import mask_text
 from actions.shared.numerals import digits_from_speech
 from actions.shared.speech import say_time
 from bot.asr import VoskEngine
@@ -84,11 +85,15 @@ def caller_words(text: str) -> str:
     return text.strip().lstrip("/").strip()
 
 
-def caller_line(text: str, source: str, *, redacted: bool) -> str:
-    """What the transcript keeps of a caller turn: never typed digits, never a secret."""
+def caller_line(text: str, source: str, *, redacted: bool, heard_as: str | None = None) -> str:
+    """What the transcript keeps of a caller turn: never typed digits, never a secret. ``heard_as`` is the
+    assistant's masked version of the words, if it masked some; the gateway masks what it can tell on its
+    own too (card numbers, codes, PINs and dates said with their keywords), whatever the assistant said."""
     if source == "dtmf" and not text.startswith("/"):
         return "[keypad]"
-    return "[redacted]" if redacted else text
+    if redacted:
+        return "[redacted]"
+    return mask_text(heard_as if heard_as is not None else text, bare_digits_are_pin=False)
 
 
 class Outbound(Protocol):
@@ -447,7 +452,8 @@ class CallSession:
                 await self.record.keep_context(reply.context)
             if source != "system":
                 # Written after the reply: the assistant says whether the words held a secret (a PIN).
-                await self.record.say("caller", caller_line(text, source, redacted=reply.input_redacted))
+                line = caller_line(text, source, redacted=reply.input_redacted, heard_as=reply.heard_as)
+                await self.record.say("caller", line)
             if timing is not None:
                 timing.reply_at = self._clock()
                 self.timings.append(timing)

@@ -6,6 +6,7 @@ and PostgreSQL), creating and dropping them, and engines whose every wait is bou
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,19 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database).expanduser().resolve()
 
 
+def owner_only(path: Path, *, create: bool = False) -> None:
+    """Make the SQLite file readable and writable by its owner only (mode 0600; SQLite gives its journal and
+    WAL files the database file's mode). With ``create``, a missing file is created empty with that mode, so
+    it never exists with wider rights. A file someone else owns is left as it is."""
+    try:
+        if create and not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        elif path.exists() and path.stat().st_uid == os.getuid():
+            path.chmod(0o600)
+    except FileExistsError:  # created meanwhile by another process, with the same mode
+        pass
+
+
 def make_engine(url: str, timeout_s: float, pool_size: int = 4, *, create: bool = False) -> Engine:
     """An engine for ``url`` with every wait bounded by ``timeout_s``. Connects lazily (not here).
 
@@ -276,7 +290,8 @@ def make_engine(url: str, timeout_s: float, pool_size: int = 4, *, create: bool 
             )
         else:
             if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            owner_only(path, create=create)
             target = path.as_uri() + ("?mode=rwc" if create else "?mode=rw")
 
             def connect() -> sqlite3.Connection:

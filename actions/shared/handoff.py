@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from actions.shared.masking import mask_text
 from telephony.callstate import Reason, Skill
 
 __all__ = ["HANDOFF_LINES", "HANDOFF_REASONS", "Reason", "Skill", "handoff_payload", "handoff_reason"]
@@ -51,5 +52,13 @@ def handoff_reason(raw: object) -> Reason:
 
 
 def handoff_payload(reason: Reason, skill: Skill, context: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"reason", "skill", "context"}`` with plain strings, ready for JSON."""
-    return {"reason": handoff_reason(reason).value, "skill": skill.value, "context": dict(context)}
+    """``{"reason", "skill", "context"}`` with plain strings, ready for JSON. What the caller said that the
+    context carries (``slots``: the problem in their words, a call-back number) is masked once more
+    (:mod:`actions.shared.masking`), whatever the words went through before."""
+    kept = dict(context)
+    if isinstance(kept.get("slots"), Mapping):
+        kept["slots"] = {
+            name: mask_text(value, bare_digits_are_pin=False) if isinstance(value, str) else value
+            for name, value in kept["slots"].items()
+        }
+    return {"reason": handoff_reason(reason).value, "skill": skill.value, "context": kept}

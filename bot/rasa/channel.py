@@ -81,6 +81,14 @@ PINs and dates of birth never enter the conversation record: while a slot listed
 the message, spoken or keyed, are put aside in Redis (``actions/shared/vault.py``) and Rasa receives
 ``/inform_digits{"secret_ref": "<reference>"}`` instead. The reply to such a turn starts with
 ``{"custom": {"input_redacted": true}}`` so the gateway masks the caller's words in its own transcript.
+
+At any other moment the words are masked before Rasa sees them (:mod:`actions.shared.masking`): card
+numbers, security codes, PINs and dates of birth become ``[card]``, ``[cvv]``, ``[pin]``, ``[date]``, so
+the tracker, the classifier's entities, the slots filled from text (an incident's description) and the
+handoff context only ever hold the masked words. A bare run of 4-6 digits counts as a PIN unless a form is
+asking for one of :data:`DIGIT_SLOTS` (an order number, a time); digits keyed when no such question is
+asked are masked whatever their length. When the words were masked the reply starts with
+``{"custom": {"heard_as": "<masked>"}}``, and the gateway writes that into its transcript.
 This module logs sender ids only, never message text, numbers or metadata.
 """
 
@@ -102,6 +110,7 @@ from sanic.response import HTTPResponse
 from actions.shared.context import call_context
 from actions.shared.dob import looks_like_a_date, parse_dob
 from actions.shared.handoff import HANDOFF_LINES, Reason, Skill, handoff_payload
+from actions.shared.masking import mask_text, only_masks
 from actions.shared.numerals import digits_from_speech
 from actions.shared.speech import is_filler_only
 from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStash, SecretStashError
@@ -116,6 +125,17 @@ SESSION_START = "/session_start"
 MAX_MESSAGE_CHARS = 2000
 NOT_UNDERSTOOD = "/nlu_fallback"
 WARM_UP_TEXT = "hello i want to check my balance"
+DIGIT_SLOTS = (
+    "order_ref",
+    "order_ref_ok",
+    "product",
+    "booking_when",
+    "slot_ok",
+    "callback_number",
+    "callback_when",
+)
+"""Slots whose answer may be a bare number (an order number, a quantity, a time, a phone number): while a
+form asks for one, a bare run of 4-6 digits is an answer, not a PIN (credentials.yml ``digit_slots``)."""
 
 
 class ChannelConfigError(ValueError):
@@ -140,16 +160,22 @@ class AttendantInput(RestInput):
             port = int(creds.get("redis_port") or 6379)
             stash = SecretStash(str(creds["redis_host"]), port, int(creds.get("redis_db") or 0))
         sensitive = creds.get("sensitive_slots") or ["pin"]
-        return cls(token, stash, tuple(str(s) for s in sensitive))
+        digit_slots = creds.get("digit_slots") or DIGIT_SLOTS
+        return cls(token, stash, tuple(str(s) for s in sensitive), tuple(str(s) for s in digit_slots))
 
     def __init__(
-        self, token: str, stash: SecretStash | None = None, sensitive_slots: tuple[str, ...] = ("pin",)
+        self,
+        token: str,
+        stash: SecretStash | None = None,
+        sensitive_slots: tuple[str, ...] = ("pin",),
+        digit_slots: tuple[str, ...] = DIGIT_SLOTS,
     ) -> None:
         if not token:
             raise ChannelConfigError("empty token")
         self._token = token.encode()
         self._stash = stash
         self._sensitive = frozenset(sensitive_slots)
+        self._digit_slots = frozenset(digit_slots)
 
     def authorised(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries our bearer token (constant-time compare)."""
@@ -188,13 +214,14 @@ class AttendantInput(RestInput):
                 if text == SESSION_START and await self._has_caller_turns(request, sender):
                     log.warning("session start in the middle of a call refused sender=%s", sender)
                     text = NOT_UNDERSTOOD
-                text = await self._shield_secrets(request, sender, text)
+                text = await self._shield_secrets(request, sender, text, metadata)
             except Exception:  # tracker unreadable: do not guess whether digits are a PIN
                 log.exception("could not check for a PIN prompt sender=%s", sender)
                 return response.json(_technical_handoff(request, sender))
-            if not text.startswith("/") and is_filler_only(text):
-                # "uh", "hmm", "the": nothing to understand. Say so rather than let the classifier guess;
-                # what was heard stays in the turn's metadata.
+            masked = text if text != heard and not text.startswith("/") else None
+            if not text.startswith("/") and (is_filler_only(text) or only_masks(text)):
+                # "uh", "hmm", "the", "[pin]": nothing to understand. Say so rather than let the classifier
+                # guess; what was heard (masked) stays in the turn's metadata.
                 metadata = {**(metadata or {}), "heard": text}
                 text = NOT_UNDERSTOOD
             collector = CollectingOutputChannel()
@@ -212,6 +239,9 @@ class AttendantInput(RestInput):
             if text != heard and text.startswith("/inform_digits"):
                 # Tell the gateway this turn held a secret, so its own transcript masks it too.
                 reply.append({"recipient_id": sender, "custom": {"input_redacted": True}})
+            elif masked is not None:
+                # The words as Rasa recorded them: the gateway's transcript keeps these, not the originals.
+                reply.append({"recipient_id": sender, "custom": {"heard_as": masked}})
             context = await self._context(request, sender)
             if context is not None:
                 reply.append({"recipient_id": sender, "custom": {"context": context}})
@@ -245,8 +275,11 @@ class AttendantInput(RestInput):
 
         return bp
 
-    async def _shield_secrets(self, request: Request, sender: str, text: str) -> str:
+    async def _shield_secrets(
+        self, request: Request, sender: str, text: str, metadata: Mapping[str, Any] | None = None
+    ) -> str:
         """Put a PIN or a date of birth aside while it is being asked for; Rasa gets a reference.
+        Otherwise mask what the words hold of card numbers, codes, PINs and dates of birth.
 
         At the PIN prompt the digits in the words are the secret; at the date-of-birth prompt, a date
         (kept as ``YYYY-MM-DD``), or :data:`~actions.shared.vault.UNREADABLE` for words that look like a date
@@ -254,9 +287,14 @@ class AttendantInput(RestInput):
         """
         if text.startswith("/"):
             return text
-        secret = secret_in(text, await self._asking_sensitive(request, sender))
+        asked = await self._requested_slot(request, sender)
+        sensitive = asked if asked in self._sensitive else None
+        secret = secret_in(text, sensitive)
         if secret is None:
-            return text
+            # Digits are an answer only where a form asks for digits (an order number, a time).
+            digits_asked = asked in self._digit_slots
+            keyed = (metadata or {}).get("input") == "dtmf" and not digits_asked
+            return mask_text(text, bare_digits_are_pin=not digits_asked, keyed=keyed)
         ref = UNAVAILABLE  # never pass the secret on in clear, even when it cannot be put aside
         if self._stash is None:
             log.error("no Redis configured for secrets (credentials.yml) sender=%s", sender)
@@ -296,6 +334,11 @@ class AttendantInput(RestInput):
 
     async def _asking_sensitive(self, request: Request, sender: str) -> str | None:
         """The sensitive slot being asked for right now, if any."""
+        slot = await self._requested_slot(request, sender)
+        return slot if slot in self._sensitive else None
+
+    async def _requested_slot(self, request: Request, sender: str) -> str | None:
+        """The slot a form is asking for right now, if any."""
         agent = getattr(request.app.ctx, "agent", None)
         store = getattr(agent, "tracker_store", None)
         if store is None:
@@ -304,7 +347,7 @@ class AttendantInput(RestInput):
         if tracker is None or not tracker.active_loop_name:
             return None
         slot = tracker.get_slot("requested_slot")
-        return str(slot) if slot in self._sensitive else None
+        return None if slot is None else str(slot)
 
 
 def secret_in(text: str, slot: str | None) -> str | None:

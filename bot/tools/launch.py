@@ -212,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_dir is not None:
         RUN_DIR = args.run_dir.resolve()
 
+    # Everything we and our children create (logs, the store, Redis' files) is the owner's only.
+    os.umask(0o077)
     RUN_DIR.mkdir(mode=0o700, exist_ok=True)
+    RUN_DIR.chmod(0o700)
     if not MODEL.exists():
         sys.exit("[attendant] No trained model at models/attendant.tar.gz: run 'make run' (it trains first).")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -185,7 +185,10 @@ class RasaStack:
             self._logs.pop(name).close()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         argv = self.argv(name)
-        log = open(self.log_path(name), "ab")  # closed in stop() or on the next spawn
+        # owner-only (0600): a log may hold call ids and errors; closed in stop() or on the next spawn
+        fd = os.open(self.log_path(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        log = os.fdopen(fd, "ab")
         self._logs[name] = log
         proc = subprocess.Popen(
             argv,
