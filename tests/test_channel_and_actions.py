@@ -300,9 +300,13 @@ def _user_events(redis_client: redis.Redis, sender: str) -> tuple[str, list[dict
 _IDS = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
 
 
+_FLOATS = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
 def without_ids(value: Any) -> str:
-    """``value`` as JSON with message and call ids blanked: a random hex id may hold any four digits."""
-    return _IDS.sub("<id>", json.dumps(value))
+    """``value`` as JSON with message and call ids and the classifier's scores blanked: a random hex id or a
+    confidence (0.00014341...) may hold any four digits."""
+    return _FLOATS.sub("<num>", _IDS.sub("<id>", json.dumps(value)))
 
 
 def assert_pin_not_recorded(redis_client: redis.Redis, sender: str, pin: str, spoken: str) -> None:

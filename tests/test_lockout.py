@@ -32,7 +32,13 @@ from bot.tools.stack import RasaStack
 from telephony.callstate import ACTIVE_KEY, Reason, call_key
 from telephony.sim import CallerSimulator, Turn
 from tests.conftest import GatewayProcess
-from tests.test_channel_and_actions import TRACKER_KEY, Call, customs, handoff, texts
+from tests.test_channel_and_actions import (
+    TRACKER_KEY,
+    Call,
+    customs,
+    handoff,
+    texts,
+)
 
 WORDS = "zero one two three four five six seven eight nine".split()
 

@@ -1,5 +1,8 @@
 """The customer store's interface: what the actions may ask, what they get back, and how it fails.
 
+Why this file is long: it is the whole contract every backend (SQL, HTTP, demo) implements — the records,
+the error tree and the abstract methods — kept in one place so a backend's author reads one file.
+
 Every method is a coroutine (the action server is async) and every backend bounds every call by a short
 timeout (``StoreConfig.timeout_s``, default 2 s). Records are frozen dataclasses; none of them carries a
 PIN or a date of birth: those are kept only as salted PBKDF2 hashes and checked with :meth:`verify_pin` /
