@@ -47,6 +47,29 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return value
 
 
+VOICEMAIL_RETENTION_S = 30 * 86400.0
+"""How long a voicemail (stream entry, agents' marks, WAV file) is kept by default: 30 days."""
+
+
+def voicemail_retention_s(env: Mapping[str, str]) -> float:
+    """``ATTENDANT_VOICEMAIL_RETENTION_S``: a voicemail holds a caller's voice, so it always has an end; zero,
+    a negative number or anything that is not a number is refused (there is no "keep for ever")."""
+    name = "ATTENDANT_VOICEMAIL_RETENTION_S"
+    raw = (env.get(name) or "").strip()
+    try:
+        value = float(raw) if raw else VOICEMAIL_RETENTION_S
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ConfigError(
+            f"{name}={raw!r} must be a positive number of seconds (default {VOICEMAIL_RETENTION_S:.0f}, "
+            "30 days): voicemails hold callers' voices and are never kept for ever"
+        )
+    if not 60.0 <= value <= 400 * 86400.0:
+        raise ConfigError(f"{name}={value:.0f} is outside 60..{400 * 86400} seconds (a minute to 400 days)")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or default
     if value not in choices:
@@ -164,6 +187,9 @@ class Config:
     redis_url: str = "redis://127.0.0.1:6379/0"
     retention_s: float = 86400.0
     """Calls (record, transcript, disposition, Rasa tracker) older than this are purged, seconds."""
+    voicemail_retention_s: float = VOICEMAIL_RETENTION_S
+    """``ATTENDANT_VOICEMAIL_RETENTION_S``: voicemails (stream entry, marks, WAV file in ``voicemail_dir``)
+    older than this are purged, seconds; always positive."""
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
 
@@ -232,5 +258,6 @@ class Config:
             callbacks=callbacks,
             redis_url=e.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
             retention_s=_float(e, "ATTENDANT_RETENTION_S", 86400.0, 60.0, 400 * 86400.0),
+            voicemail_retention_s=voicemail_retention_s(e),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
         )

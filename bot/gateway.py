@@ -164,7 +164,10 @@ class Gateway:
             self.roster,
             self.redis,
             control,
-            settings=ConsoleSettings(voicemail_dir=self.config.console.voicemail_dir),
+            settings=ConsoleSettings(
+                voicemail_dir=self.config.console.voicemail_dir,
+                voicemail_retention_s=self.config.voicemail_retention_s,
+            ),
         )
         await self.console.start(self.config.console.host, self.config.console.port)
         if self.ami is not None and self.queue_model is not None:
@@ -185,7 +188,12 @@ class Gateway:
         await self.server.start()
         self._tasks.append(asyncio.create_task(self.lag.run(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.active.run(self.sessions.keys), name="heartbeat"))
-        purge = Purge(self.redis, window_s=self.config.retention_s)
+        purge = Purge(
+            self.redis,
+            window_s=self.config.retention_s,
+            voicemail_window_s=self.config.voicemail_retention_s,
+            voicemail_dir=self.config.console.voicemail_dir,
+        )
         self._tasks.append(asyncio.create_task(purge.run(), name="retention"))
         log.info(
             "gateway listening on %s:%d (speech recognition %s)",

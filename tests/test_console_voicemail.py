@@ -235,6 +235,8 @@ async def test_heard_then_handled_first_agent_wins_and_the_call_record_says_so(s
             "handled_by": "maya",
             "handled_at": "1800000160.000",
         }
+        ttl = await setup.redis.ttl(voicemail_key(vm_id))  # the backstop: retention window + a day
+        assert 30 * 86400 < ttl <= 31 * 86400
         record = await setup.redis.hgetall(call_key(call))
         assert record[b"voicemail_handled_by"] == b"maya"
         assert record[b"voicemail_handled_at"] == b"1800000160.000"

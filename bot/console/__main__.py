@@ -19,6 +19,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bot.config import ConfigError, voicemail_retention_s
 from bot.console.agents import (
     AGENTS_FILE,
     TOKENS_FILE,
@@ -54,7 +55,7 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"no agent {args.demo!r} in {args.agents}", file=sys.stderr)
         return 2
     redis = aioredis.from_url(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    settings = ConsoleSettings(voicemail_dir=args.vm_dir)
+    settings = ConsoleSettings(voicemail_dir=args.vm_dir, voicemail_retention_s=args.vm_retention)
     console = build_console(roster, redis, LoggedCallControl(), settings=settings)
     await console.start(args.host, args.port)
     print("\n".join(token_lines(roster, tokens, console.url)), flush=True)
@@ -86,8 +87,22 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(os.environ.get("ATTENDANT_VM_DIR", "/var/spool/asterisk/attendant")),
         help="where the after-hours voicemails are (ATTENDANT_VM_DIR)",
     )
+    parser.add_argument(
+        "--vm-retention",
+        type=float,
+        default=None,
+        help="voicemail retention, seconds: agents' marks expire a day later "
+        "(ATTENDANT_VOICEMAIL_RETENTION_S; default 30 days)",
+    )
     parser.add_argument("--demo", metavar="AGENT", help="ring this agent with a demo call, repeatedly")
     args = parser.parse_args(argv)
+    try:
+        env = dict(os.environ)
+        if args.vm_retention is not None:
+            env["ATTENDANT_VOICEMAIL_RETENTION_S"] = str(args.vm_retention)
+        args.vm_retention = voicemail_retention_s(env)
+    except ConfigError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(serve(args))

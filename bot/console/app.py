@@ -42,6 +42,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from redis.exceptions import RedisError
 
+from bot.config import VOICEMAIL_RETENTION_S
 from bot.console.agents import Agent, Roster
 from bot.console.auth import COOKIE, LoginLimiter, Sessions, find_agent
 from bot.console.control import CallControl, CallControlError
@@ -80,6 +81,8 @@ class ConsoleSettings:
     """How often wrap-up countdowns are checked, seconds."""
     voicemail_dir: Path | None = None
     """``ATTENDANT_VM_DIR``, where ``Record()`` leaves after-hours messages; None: no recording is served."""
+    voicemail_retention_s: float = VOICEMAIL_RETENTION_S
+    """``ATTENDANT_VOICEMAIL_RETENTION_S``: agents' marks on a voicemail expire a day after this."""
 
 
 class Console:
@@ -141,7 +144,14 @@ def build_console(
     desk = Desk(
         roster, redis, control, clock, pause_in_wrapup=settings.pause_in_wrapup, keep=settings.keep_cards
     )
-    voicemails = Voicemails(roster, redis, settings.voicemail_dir, clock, desk.push)
+    voicemails = Voicemails(
+        roster,
+        redis,
+        settings.voicemail_dir,
+        clock,
+        desk.push,
+        retention_s=settings.voicemail_retention_s,
+    )
     routes = _Routes(
         roster,
         desk,

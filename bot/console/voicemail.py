@@ -5,15 +5,16 @@ Where they come from: ``Record()`` writes ``ATTENDANT_VM_DIR/<call uuid>.wav`` a
 route adds an entry to the stream :data:`VOICEMAILS_KEY` (call, file, status, caller_number, line, skill,
 reason, context JSON, at). A voicemail's id is its stream entry id. What agents did with it is kept in
 :func:`voicemail_key` (``heard_by``/``heard_at``, ``handled_by``/``handled_at``: the first agent wins each
-field) and, while the call record lives, in the call's hash (``voicemail_heard_by``, ``voicemail_handled_by``
-and their ``_at``).
+field; it expires :data:`MARK_MARGIN_S` after the voicemail retention window from its last write, a backstop
+for the gateway's purge, :mod:`bot.retention`) and, while the call record lives, in the call's hash
+(``voicemail_heard_by``, ``voicemail_handled_by`` and their ``_at``).
 
 Who sees one: an agent whose skills include the voicemail's skill (the stream's ``skill``, else the
 context's, else ``general``); nobody else, not even by guessing its id (404, as for one that does not exist).
 
 The audio: only the stored record's path is ever opened, and only when it resolves (symlinks followed) to a
-``.wav`` file inside the configured voicemail directory; anything else is a 404. Nothing from the request
-becomes a path.
+``.wav`` file inside the configured voicemail directory (:func:`confined`); anything else is a 404. Nothing
+from the request becomes a path. The retention purge deletes files by the same rule (:func:`remove_confined`).
 
 :class:`Voicemails` also watches the stream (``XREAD``) so a voicemail recorded through any gateway reaches
 the agents' open pages as a ``voicemail`` server-sent event, as do status changes.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import wave
 from collections.abc import Callable, Iterable, Mapping
@@ -41,6 +43,8 @@ ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 """A Redis stream entry id: what the console calls a voicemail's id."""
 LIST_MAX = 200
 """Voicemails read for a listing (newest first)."""
+MARK_MARGIN_S = 86400
+"""A mark hash outlives the voicemail retention window by this much (the purge deletes it first)."""
 STATUS_RANK = {"new": 0, "heard": 1, "handled": 2}
 Push = Callable[[str, dict[str, Any]], None]
 """``push(agent_id, message)``: one message onto an agent's open event streams."""
@@ -48,13 +52,15 @@ Push = Callable[[str, dict[str, Any]], None]
 _HANDLE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1] .. '_by', ARGV[2]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1] .. '_at', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   local field = 'voicemail_' .. ARGV[1]
   redis.call('HSET', KEYS[2], field .. '_by', ARGV[2], field .. '_at', ARGV[3])
 end
 return 1
 """
-"""First agent wins ``<what>_by``; the call record, if it still exists, gets the same (never re-created)."""
+"""First agent wins ``<what>_by``; the mark hash expires ``ARGV[4]`` s later; the call record, if it still
+exists, gets the same (never re-created)."""
 
 
 def _s(value: Any) -> str:
@@ -85,6 +91,40 @@ def confined(stored: str, root: Path) -> Path | None:
     return real
 
 
+def remove_confined(stored: str, root: Path) -> str:
+    """Delete the voicemail file ``stored`` names, by the rule of :func:`confined`, and say what happened:
+
+    ``deleted``; ``gone`` (nothing at that path: fine); ``refused`` (it exists but is not a ``.wav`` file
+    inside ``root``, or the named path is itself a symbolic link: never deleted); raises ``OSError`` when the
+    file is inside but cannot be deleted. The deletion walks down from ``root`` without following links, so a
+    directory swapped for a link after the check is refused too."""
+    if not stored or "\x00" in stored or not Path(stored).is_absolute():
+        return "refused"
+    if not os.path.lexists(stored):
+        return "gone"
+    real = confined(stored, root)
+    if real is None or Path(stored).is_symlink():
+        return "refused"
+    parts = real.relative_to(root.resolve(strict=True)).parts
+    flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(root.resolve(strict=True), flags)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, flags, dir_fd=fd)
+            except OSError:
+                return "refused"  # no longer a plain directory
+            os.close(fd)
+            fd = nxt
+        try:
+            os.unlink(parts[-1], dir_fd=fd)  # removes a link itself, never its target
+        except FileNotFoundError:
+            return "gone"
+    finally:
+        os.close(fd)
+    return "deleted"
+
+
 def wav_seconds(path: Path) -> float | None:
     """A WAV file's length in seconds, from its header (None when unreadable)."""
     try:
@@ -109,7 +149,14 @@ class Voicemails:
     """The voicemail side of the console (see the module docstring)."""
 
     def __init__(
-        self, roster: Roster, redis: Any, root: Path | None, clock: Callable[[], float], push: Push
+        self,
+        roster: Roster,
+        redis: Any,
+        root: Path | None,
+        clock: Callable[[], float],
+        push: Push,
+        *,
+        retention_s: float,
     ) -> None:
         self.roster = roster
         self._r = redis
@@ -118,6 +165,8 @@ class Voicemails:
         self._clock = clock
         self._push = push
         self._lengths: dict[tuple[str, float, int], float | None] = {}
+        self.mark_ttl_s = int(retention_s) + MARK_MARGIN_S
+        """A mark hash's expiry, seconds (``ATTENDANT_VOICEMAIL_RETENTION_S`` + a day)."""
 
     # --- reading ------------------------------------------------------------------------------------------
 
@@ -230,7 +279,9 @@ class Voicemails:
         if found is None:
             return None
         keys = (voicemail_key(entry_id), call_key(found[1].get("call") or "none"))
-        won = bool(await self._r.eval(_HANDLE, 2, *keys, what, agent.id, f"{self._clock():.3f}"))
+        won = bool(
+            await self._r.eval(_HANDLE, 2, *keys, what, agent.id, f"{self._clock():.3f}", self.mark_ttl_s)
+        )
         if won:
             log.info("console: voicemail %s %s by %s", entry_id, what, agent.id)
         found = await self.get_for(agent, entry_id)
