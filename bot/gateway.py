@@ -159,7 +159,10 @@ class Gateway:
             control = AmiCallControl(self.ami)
             self.ami.start()
         else:
-            log.warning("no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops")
+            log.warning(
+                "no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops, "
+                "no callbacks dialled by this gateway"
+            )
         self.console = build_console(
             self.roster,
             self.redis,

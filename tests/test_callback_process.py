@@ -1,9 +1,9 @@
 """Callbacks in the real gateway process: ``python -m bot`` with ``ATTENDANT_AMI_*`` set runs the dispatcher
 (``bot/gateway.py``) against an AMI server on a real TCP socket speaking Asterisk 22's bytes
-(``tests/amiserver.py``, events from ``tests/callbackwire.py``) and the real Redis; the request is submitted
-with :func:`bot.callbacks.submit` as the caller side does. Then the gateway is killed (``kill -9``) right after
-it sent an Originate, a new gateway process takes over, and the AMI server counts the Originates: one per
-request.
+(``tests/amiserver.py``, events from ``tests/callbackwire.py``) and the real Redis; requests are submitted
+with :func:`bot.callbacks.submit` as the caller side does. Then the gateway is killed (``kill -9``) right
+after it sent an Originate, a new gateway process takes over, and the AMI server counts the Originates: one
+per request.
 
 The gateways run on a Redis database of this test's own (:data:`REDIS_DB`): the dispatcher's stream and state
 keys are fixed names (``attendant:callbacks``, ``attendant:callback:<id>``), and on db 0 the gateways would
@@ -19,8 +19,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 from bot.callbacks import state_key, submit
 from bot.callbacks.requests import GROUP, STATE_PREFIX, STREAM_KEY
 from bot.tools.launch import spawn_gateway
-from telephony.callstate import call_key
+from telephony.callstate import call_key, whisper_uuid
 from tests.amiserver import AmiServer, Received
 from tests.amitools import USERS
 from tests.callbackwire import QUEUED, dial_end, hangup, member_status, originate_response
@@ -64,7 +63,8 @@ async def redis() -> AsyncIterator[aioredis.Redis]:
 
 
 class Gateways:
-    """The gateway processes this test starts (each killed at the end if still running)."""
+    """The gateway processes of one test (killed at the end if still running; their logs printed, which
+    pytest shows when the test failed)."""
 
     def __init__(self, tmp: Path, ami: AmiServer) -> None:
         self.tmp = tmp
@@ -74,6 +74,7 @@ class Gateways:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        env.pop("ATTENDANT_CALLBACKS", None)
         env.update(
             ATTENDANT_PORT=str(free_port()),
             ATTENDANT_AGI_PORT=str(free_port()),
@@ -92,44 +93,70 @@ class Gateways:
             ATTENDANT_CALLBACK_RECLAIM_S=str(RECLAIM_S),
             PYTHONUNBUFFERED="1",
         )
-        env.pop("ATTENDANT_CALLBACKS", None)
         return env
 
     async def start(self) -> subprocess.Popen[str]:
-        log = self.tmp / f"gateway-{len(self.procs) + 1}.log"
+        """One more gateway process, once it printed its ready line and its queue model has the snapshot."""
+        n = len(self.logs) + 1
+        log = self.tmp / f"gateway-{n}.log"
         self.logs.append(log)
-        # Blocking (it waits for the ready line): off the loop, which serves the AMI socket meanwhile.
         try:
-            proc, _ = await asyncio.to_thread(
-                spawn_gateway, self.env(), stderr=log.open("w"), rasa_wait_s=0.0, timeout_s=90
-            )
+            with log.open("w") as err:  # the child keeps its own descriptor
+                # Blocking (it waits for the ready line): off the loop, which serves the AMI socket meanwhile.
+                proc, _ = await asyncio.to_thread(
+                    spawn_gateway, self.env(), stderr=err, rasa_wait_s=0.0, timeout_s=90
+                )
         except RuntimeError as exc:
             pytest.fail(f"{exc}:\n{log.read_text()[-3000:]}")
         self.procs.append(proc)
+        # Events sent from now on are folded in on top of the snapshot, not overwritten by it.
+        await until(f"gateway {n}'s queue model", lambda: "queue model re-synced" in log.read_text())
         return proc
-
-    def log(self, n: int) -> str:
-        return self.logs[n - 1].read_text()
 
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+        for n, log in enumerate(self.logs, 1):
+            print(f"--- gateway {n} ---\n{log.read_text()[-4000:]}")
 
 
-@contextmanager
-def gateways(tmp: Path, ami: AmiServer) -> Iterator[Gateways]:
-    gws = Gateways(tmp, ami)
-    try:
-        yield gws
-    finally:
-        gws.stop()
+@pytest.fixture
+async def ami() -> AsyncIterator[AmiServer]:
+    async with AmiServer(CAPTURE) as server:
+        server.script(
+            "Originate", QUEUED
+        )  # "Originate successfully queued", as Asterisk answers an async one
+        yield server
 
 
-async def until(what: str, condition: Callable[[], object], timeout: float = 15.0) -> None:
+@pytest.fixture
+def gws(tmp_path: Path, ami: AmiServer) -> Iterator[Gateways]:
+    gws = Gateways(tmp_path, ami)
+    yield gws
+    gws.stop()
+
+
+@pytest.fixture
+async def record(redis: aioredis.Redis) -> AsyncIterator[str]:
+    """The original call (its record in Redis, as the gateway left it when the caller hung up)."""
+    call = str(uuid.uuid4())
+    await redis.hset(call_key(call), mapping={"skill": "billing"})
+    yield call
+    await redis.delete(call_key(call))
+
+
+async def until(
+    what: str, condition: Callable[[], object | Awaitable[object]], timeout: float = 10.0
+) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while True:
+        ok = condition()
+        if isinstance(ok, Awaitable):
+            ok = await ok
+        if ok:
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
@@ -140,13 +167,20 @@ async def state(redis: aioredis.Redis, req: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-async def until_state(redis: aioredis.Redis, req: str, wanted: str, timeout: float = 10.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while (st := await state(redis, req)).get("state") != wanted:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"request {req}: state {st.get('state')!r}, never {wanted!r}")
-        await asyncio.sleep(0.05)
-    return st
+async def until_state(redis: aioredis.Redis, req: str, wanted: str) -> dict[str, str]:
+    async def reached() -> bool:
+        return (await state(redis, req)).get("state") == wanted
+
+    await until(f"request {req} {wanted}", reached)
+    return await state(redis, req)
+
+
+async def originate(ami: AmiServer, count: int) -> Received:
+    """The ``count``-th Originate the AMI server received (any connection), once it has arrived."""
+    try:
+        return await ami.wait_action("originate", count, timeout=10)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"Originate #{count} never reached the AMI server") from None
 
 
 def originates(ami: AmiServer, req: str) -> list[Received]:
@@ -159,142 +193,126 @@ async def pending_to(redis: aioredis.Redis) -> dict[str, int]:
     return {c["name"].decode(): int(c["pending"]) for c in info.get("consumers") or []}
 
 
-async def synced(gws: Gateways, n: int) -> None:
-    """Gateway ``n``'s queue model has its snapshot (events sent from now on are folded in on top)."""
-    await until(f"gateway {n}'s queue model", lambda: "queue model re-synced" in gws.log(n))
+async def outcome(redis: aioredis.Redis, call: str) -> dict[str, str]:
+    raw = await redis.hgetall(call_key(call))
+    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 async def test_the_gateway_process_dials_a_callback_once_and_a_restarted_one_never_again(
-    redis: aioredis.Redis, tmp_path: Path
+    redis: aioredis.Redis, ami: AmiServer, gws: Gateways, record: str
 ) -> None:
     started = time.monotonic()
-    call = str(uuid.uuid4())
-    record = call_key(call)
-    async with AmiServer(CAPTURE) as ami:
-        ami.script("Originate", QUEUED)  # "Originate successfully queued", as Asterisk answers an async one
-        with gateways(tmp_path, ami) as gws:
-            try:
-                await redis.hset(record, mapping={"skill": "billing"})  # the original call's record
-                gw1 = await gws.start()
-                await synced(gws, 1)
-                assert ami.connections == 1
+    gw1 = await gws.start()
+    assert ami.connections == 1
 
-                # 1. A request for a queue nobody is free in waits; an agent frees: one Originate, agent first.
-                first = await submit(
-                    redis,
-                    call=call,
-                    number="+15550100009",
-                    skill="billing",
-                    queue=QUEUE,
-                    priority=2,
-                    entered=time.time() - 60,
-                )
-                await asyncio.sleep(5 * POLL_S)
-                assert ami.sent("originate") == []
-                assert (await state(redis, first.request))["state"] == "new"
-                await ami.send(member_status(QUEUE, *ALICE, status=1))
-                sent = await ami.wait_action("originate", timeout=10)
-                assert sent.connection == 1
-                assert sent.get("ChannelId") == first.request
-                assert sent.get("Channel") == "Local/queue@attendant-callback-agent"
-                assert (sent.get("Context"), sent.get("Exten"), sent.get("Async")) == (
-                    "attendant-callback-customer",
-                    "s",
-                    "true",
-                )
-                variables = {v.partition("=")[0]: v.partition("=")[2] for k, v in sent.headers if k == "Variable"}
-                assert variables["ATTENDANT_CALLBACK"] == first.request
-                assert variables["ATTENDANT_CALLBACK_ATTEMPT"] == "1"
-                assert variables["ATTENDANT_UUID"] == call
-                assert variables["ATTENDANT_CB_NUMBER"] == "+15550100009"
-                assert variables["ATTENDANT_CB_QUEUE"] == QUEUE
-                assert variables["QUEUE_PRIO"] == "2"
-                st = await state(redis, first.request)
-                assert (st["state"], st["attempt"], st["owner"]) == (
-                    "dialling",
-                    "1",
-                    f"{socket.gethostname()}-{gw1.pid}",
-                )
-                assert await redis.hget(record, "callback") == first.request.encode()
-                await asyncio.sleep(5 * POLL_S)
-                assert len(originates(ami, first.request)) == 1  # dialling: not again
+    # 1. A request for a queue where nobody is free waits; an agent frees: one Originate, agent first.
+    first = await submit(
+        redis,
+        call=record,
+        number="+15550100009",
+        skill="billing",
+        queue=QUEUE,
+        priority=2,
+        entered=time.time() - 60,
+    )
+    await asyncio.sleep(5 * POLL_S)
+    assert ami.sent("originate") == []
+    assert (await state(redis, first.request))["state"] == "new"
+    await ami.send(member_status(QUEUE, *ALICE, status=1))
+    sent = await originate(ami, 1)
+    assert (sent.connection, sent.get("ChannelId")) == (1, first.request)
+    assert sent.get("Channel") == "Local/queue@attendant-callback-agent"
+    assert (sent.get("Context"), sent.get("Exten"), sent.get("Async")) == (
+        "attendant-callback-customer",
+        "s",
+        "true",
+    )
+    variables = dict(v.partition("=")[::2] for k, v in sent.headers if k == "Variable")
+    assert variables == {
+        "ATTENDANT_CALLBACK": first.request,
+        "ATTENDANT_CALLBACK_ATTEMPT": "1",
+        "ATTENDANT_UUID": record,
+        "ATTENDANT_CB_NUMBER": "+15550100009",
+        "ATTENDANT_CB_QUEUE": QUEUE,
+        "QUEUE_PRIO": "2",
+        "ATTENDANT_WHISPER": str(whisper_uuid(uuid.UUID(record))),
+    }
+    st = await state(redis, first.request)
+    assert (st["state"], st["attempt"], st["owner"]) == ("dialling", "1", f"{socket.gethostname()}-{gw1.pid}")
+    assert (await outcome(redis, record))["callback"] == first.request  # the whisper says "Callback: ..."
+    await asyncio.sleep(5 * POLL_S)
+    assert len(originates(ami, first.request)) == 1  # dialling: not again
 
-                # Asterisk's outcome: the agent answered (Reason 4), the customer answered, then hung up.
-                await ami.send(originate_response(sent.get("ActionID") or "", first.request, QUEUE, 4))
-                deadline = time.monotonic() + 10
-                while not (await state(redis, first.request)).get("agent_at"):
-                    assert time.monotonic() < deadline, "the agent's answer never recorded"
-                    await asyncio.sleep(0.05)
-                await ami.send(dial_end(first.request, QUEUE, "ANSWER"))
-                st = await until_state(redis, first.request, "connected")
-                assert st["agent_at"] and st["connected_at"]
-                await ami.send(hangup(first.request, QUEUE))
-                st = await until_state(redis, first.request, "done")
-                assert st["ended_at"]
-                outcome = {k.decode(): v.decode() for k, v in (await redis.hgetall(record)).items()}
-                assert outcome["callback"] == first.request
-                assert (outcome["callback_outcome"], outcome["callback_attempts"]) == ("connected", "1")
-                assert await pending_to(redis) == {}  # acknowledged: terminal
-                assert len(originates(ami, first.request)) == 1
+    # Asterisk's outcome: the agent answered (Reason 4), then the customer; then the call ends.
+    await ami.send(originate_response(sent.get("ActionID") or "", first.request, QUEUE, 4))
 
-                # 2. The next request: the gateway is killed right after its Originate left (unanswered).
-                ami.hold("Originate")
-                second = await submit(
-                    redis,
-                    call=call,
-                    number="+15550100010",
-                    skill="billing",
-                    queue=QUEUE,
-                    priority=0,
-                    entered=time.time() - 30,
-                )
-                lost = await ami.wait_action("originate", 2, timeout=10)
-                gw1.kill()  # kill -9
-                gw1.wait(10)
-                assert lost.get("ChannelId") == second.request and lost.connection == 1
-                st = await state(redis, second.request)
-                assert (st["state"], st["attempt"]) == ("dialling", "1")
+    async def agent_answered() -> bool:
+        return bool((await state(redis, first.request)).get("agent_at"))
 
-                # 3. A new gateway process: it takes the dead one's entry over and waits for the outcome.
-                gw2 = await gws.start()
-                await synced(gws, 2)
-                assert ami.connections == 2
-                await ami.send(member_status(QUEUE, *ALICE, status=1))  # Alice is free, the request dialling
-                gw2_name = f"{socket.gethostname()}-{gw2.pid}"
-                deadline = time.monotonic() + 10
-                while (await pending_to(redis)).get(gw2_name) != 1:
-                    assert time.monotonic() < deadline, f"never taken over: {await pending_to(redis)}"
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(5 * POLL_S)
-                assert len(originates(ami, second.request)) == 1  # taken over, not dialled again
-                assert (await state(redis, second.request))["state"] == "dialling"
+    await until("the agent's answer recorded", agent_answered)
+    await ami.send(dial_end(first.request, QUEUE, "ANSWER"))
+    st = await until_state(redis, first.request, "connected")
+    assert st["connected_at"]
+    await ami.send(hangup(first.request, QUEUE))
+    st = await until_state(redis, first.request, "done")
+    assert st["ended_at"]
+    call = await outcome(redis, record)
+    assert (call["callback_outcome"], call["callback_attempts"]) == ("connected", "1")
+    assert await pending_to(redis) == {}  # final: the entry is acknowledged
+    assert len(originates(ami, first.request)) == 1
 
-                # Asterisk ran the originate on; its outcome reaches the new gateway's session.
-                await ami.send(originate_response(lost.get("ActionID") or "", second.request, QUEUE, 4))
-                await ami.send(dial_end(second.request, QUEUE, "ANSWER"))
-                st = await until_state(redis, second.request, "connected")
-                await ami.send(hangup(second.request, QUEUE))
-                st = await until_state(redis, second.request, "done")
-                assert st["attempt"] == "1"
-                deadline = time.monotonic() + 10
-                while await pending_to(redis):
-                    assert time.monotonic() < deadline, f"not acknowledged: {await pending_to(redis)}"
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(5 * POLL_S)
-                outcome = {k.decode(): v.decode() for k, v in (await redis.hgetall(record)).items()}
-                assert (outcome["callback"], outcome["callback_outcome"]) == (second.request, "connected")
-                counted = [r.get("ChannelId") for r in ami.sent("originate")]
-                took = time.monotonic() - started
-                print(
-                    f"\ngateway process: originates {len(counted)} for 2 requests "
-                    f"(first {counted.count(first.request)}, killed-mid-dial {counted.count(second.request)}), "
-                    f"AMI connections {ami.connections}, {took:.1f} s"
-                )
-                assert counted == [first.request, second.request]
-                assert gw2.poll() is None
-            except BaseException:
-                for n in range(1, len(gws.logs) + 1):
-                    print(f"--- gateway {n} log ---\n{gws.log(n)[-4000:]}")
-                raise
-            finally:
-                await redis.delete(record)
+    # 2. The next request: the gateway is killed right after its Originate left, before any answer.
+    ami.hold("Originate")
+    second = await submit(
+        redis,
+        call=record,
+        number="+15550100010",
+        skill="billing",
+        queue=QUEUE,
+        priority=0,
+        entered=time.time() - 30,
+    )
+    lost = await originate(ami, 2)
+    gw1.kill()  # kill -9
+    await asyncio.to_thread(gw1.wait, 10)
+    assert (lost.connection, lost.get("ChannelId")) == (1, second.request)
+    st = await state(redis, second.request)
+    assert (st["state"], st["attempt"]) == ("dialling", "1")
+
+    # 3. A new gateway process takes the dead one's entry over and waits for the outcome, the agent free.
+    gw2 = await gws.start()
+    assert ami.connections == 2
+    await ami.send(member_status(QUEUE, *ALICE, status=1))
+    gw2_name = f"{socket.gethostname()}-{gw2.pid}"
+
+    async def taken_over() -> bool:
+        return (await pending_to(redis)).get(gw2_name) == 1
+
+    await until("the new gateway holding the request", taken_over)
+    await asyncio.sleep(5 * POLL_S)
+    assert len(originates(ami, second.request)) == 1  # held, not dialled again
+    assert (await state(redis, second.request))["state"] == "dialling"
+
+    # Asterisk ran the originate on; its outcome reaches the new gateway's session.
+    await ami.send(originate_response(lost.get("ActionID") or "", second.request, QUEUE, 4))
+    await ami.send(dial_end(second.request, QUEUE, "ANSWER"))
+    await until_state(redis, second.request, "connected")
+    await ami.send(hangup(second.request, QUEUE))
+    st = await until_state(redis, second.request, "done")
+    assert st["attempt"] == "1"
+
+    async def acknowledged() -> bool:
+        return not await pending_to(redis)
+
+    await until("the entry acknowledged", acknowledged)
+    call = await outcome(redis, record)
+    assert (call["callback"], call["callback_outcome"]) == (second.request, "connected")
+    await asyncio.sleep(5 * POLL_S)
+    counted = [r.get("ChannelId") for r in ami.sent("originate")]
+    print(
+        f"\ngateway processes: {len(counted)} Originates for 2 requests (killed mid-dial: "
+        f"{counted.count(second.request)}), AMI connections {ami.connections}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    assert counted == [first.request, second.request]
+    assert gw2.poll() is None
