@@ -159,7 +159,10 @@ class Gateway:
             control = AmiCallControl(self.ami)
             self.ami.start()
         else:
-            log.warning("no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops")
+            log.warning(
+                "no AMI connection (ATTENDANT_AMI_SECRET unset): no wait estimates, no console pops, "
+                "no callbacks dialled by this gateway"
+            )
         self.console = build_console(
             self.roster,
             self.redis,
@@ -175,6 +178,8 @@ class Gateway:
             self._bridge = DeskBridge(self.ami, feed, self.console.desk.feed)
             self._bridge.start()
             if self.config.callbacks is not None:
+                if self.opening is None and self.store is not None:
+                    self.opening = await self._store_opening()
                 # One consumer name per gateway process; a restarted one takes over with XAUTOCLAIM.
                 self.callbacks = Dispatcher(
                     self.redis,
@@ -202,6 +207,19 @@ class Gateway:
             "on" if self.asr else "OFF: keypad and text only",
         )
 
+    async def _store_opening(self) -> Opening | None:
+        """The calling hours of the callbacks: the opening hours of the store's default line (the hours the
+        after-hours answer says), or ``None`` (always open, the quiet time aside) when the store has none."""
+        try:
+            line = await asyncio.wait_for(self.store.phone_line(None), 5.0)
+        except Exception as exc:
+            log.warning("callbacks: opening hours unknown (%s); dialling at any time but the quiet time", exc)
+            return None
+        if line is None:
+            return None
+        log.info("callbacks: dialled within the opening hours of line %s", line.number)
+        return LineOpening(line)
+
     async def close(self) -> None:
         """Stop listening, end calls, close the console and AMI, release pools."""
         await self.server.close()
@@ -223,3 +241,22 @@ class Gateway:
         self.asr_pool.shutdown(wait=False, cancel_futures=True)
         self.tts_pool.shutdown(wait=False, cancel_futures=True)
         log.info("loop lag %s", self.lag.summary())
+
+
+class LineOpening:
+    """A phone line's opening hours (``actions.backends.base.PhoneLine``) as the callbacks' calling hours."""
+
+    NEVER_S = 370 * 86400.0
+    """How far ahead "never opens again" is put (a line whose branch has no hours in the coming year)."""
+
+    def __init__(self, line: Any) -> None:
+        self._line = line
+
+    def is_open(self, t: float) -> bool:
+        return bool(self._line.is_open(t))
+
+    def next_open(self, t: float) -> float:
+        if self.is_open(t):
+            return t
+        opens = self._line.next_opening(t)
+        return float(opens.timestamp()) if opens is not None else t + self.NEVER_S

@@ -489,3 +489,13 @@ async def test_submit_callback_writes_the_contract_fields(r: redis_sync.Redis) -
     finally:
         r.delete(state_key(req.request))
         await redis.close()
+
+
+async def test_callbacks_are_dialled_within_the_lines_opening_hours(store: DemoStore) -> None:
+    """The dispatcher's calling hours are the store's: closed on Sunday night, next open Monday at nine."""
+    from bot.gateway import LineOpening
+
+    opening = LineOpening(await store.phone_line(None))
+    assert not opening.is_open(SUNDAY_NIGHT)
+    assert opening.next_open(SUNDAY_NIGHT) == MONDAY_9
+    assert opening.is_open(MONDAY_9 + 60) and opening.next_open(MONDAY_9 + 60) == MONDAY_9 + 60
