@@ -19,7 +19,7 @@ PYTHON310 ?= $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.1
 	  $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { echo $$c; break; }; \
 	done)
 
-.PHONY: help run test venv model seed lint bench clean nlu-check browser agents
+.PHONY: help run test venv model seed lint bench soak clean nlu-check browser agents
 
 help:
 	@echo "make run    install what is missing, train if the data changed, start Redis (if none), Rasa,"
@@ -27,6 +27,7 @@ help:
 	@echo "make test   run the test suite (real Vosk, Piper, Rasa and Redis)"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  latency and CPU figures (see bench/)"
+	@echo "make soak   10 callers for 10 minutes with a bad peer alongside: dropped calls, memory, late frames"
 	@echo "make agents apply telephony/agents.yml to Asterisk's queues over AMI (ARGS=--dry-run to preview)"
 
 $(STAMP): requirements.lock
@@ -93,6 +94,9 @@ lint: venv
 
 bench: model seed
 	$(PY) -m bench.run
+
+soak: model
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) models/attendant*.tar.gz models/fingerprint.json .run voices/cache
