@@ -114,6 +114,9 @@ async def test_the_launcher_restarts_a_dead_part_and_keeps_the_rest_up(
     r.hset(f"attendant:call:{done}", mapping={"outcome": "completed"})
     try:
         launcher.wait_for("stop with Ctrl-C", 400)
+        # What an administrator needs to hand out: the console's address and each demo agent's token.
+        assert launcher.wait_for("Agent console: http://127.0.0.1:", 5)
+        assert launcher.wait_for("Maya Chen (maya, PJSIP/1001): token ", 5)
         actions = child_pid(launcher.proc.pid, "actions.server", str(launcher.action_port))
         rasa = child_pid(launcher.proc.pid, "rasa", "run", str(launcher.rasa_port))
         gateway = child_pid(launcher.proc.pid, "bot", "--rasa-wait")
