@@ -500,7 +500,9 @@ async def test_two_gateways_and_one_free_agent_dial_one_callback_at_a_time(
         clock.t += 60
         await steps(*ds, n=2)
         await steps(*ds, n=2)
-        assert [r.get("ChannelId") for r in ast.originates()] == [first, second]
+        # Each gateway's session lists its own originates; which gateway dialled which is chance. The first
+        # caller was dialled alone above; now the second, once.
+        assert sorted(r.get("ChannelId") for r in ast.originates()) == sorted([first, second])
         for d in ds:
             await d.close()
 
