@@ -152,8 +152,7 @@ class Asterisk:
         """A new gateway's session: server, client logged in, model re-synced."""
         server = await AmiServer("originate-response").start()
         server.script("Originate", QUEUED)
-        # A generous real-time action timeout: on a loaded machine a 2 s one dropped a session mid-test.
-        client = AmiClient(config(server, action_timeout_s=30.0), sleep=Sleeps(), clock=self.clock)
+        client = AmiClient(config(server), sleep=Sleeps(), clock=self.clock)
         model = QueueModel(clock=self.clock)
         QueueTracker(client, model)
         client.start()
