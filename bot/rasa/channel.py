@@ -308,11 +308,8 @@ class AttendantInput(RestInput):
     async def _context(self, request: Request, sender: str) -> dict[str, Any] | None:
         """The call's context after this turn (:func:`actions.shared.context.call_context`); ``None`` when
         the tracker cannot be read (the turn's answer still goes out)."""
-        store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
-        if store is None:
-            return None
         try:
-            tracker = await store.retrieve(sender)
+            tracker = await _tracker(request, sender)
             if tracker is None:
                 return None
             return call_context(tracker.get_slot, (event.as_dict() for event in tracker.events))
@@ -322,32 +319,25 @@ class AttendantInput(RestInput):
 
     async def _has_caller_turns(self, request: Request, sender: str) -> bool:
         """Whether the conversation already has a turn after its start."""
-        agent = getattr(request.app.ctx, "agent", None)
-        store = getattr(agent, "tracker_store", None)
-        if store is None:
-            return False
-        tracker = await store.retrieve(sender)
+        tracker = await _tracker(request, sender)
         if tracker is None:
             return False
         turns = [e for e in tracker.events if getattr(e, "type_name", None) == "user"]
         return any(getattr(e, "text", None) != SESSION_START for e in turns)
 
-    async def _asking_sensitive(self, request: Request, sender: str) -> str | None:
-        """The sensitive slot being asked for right now, if any."""
-        slot = await self._requested_slot(request, sender)
-        return slot if slot in self._sensitive else None
-
     async def _requested_slot(self, request: Request, sender: str) -> str | None:
         """The slot a form is asking for right now, if any."""
-        agent = getattr(request.app.ctx, "agent", None)
-        store = getattr(agent, "tracker_store", None)
-        if store is None:
-            return None
-        tracker = await store.retrieve(sender)
+        tracker = await _tracker(request, sender)
         if tracker is None or not tracker.active_loop_name:
             return None
         slot = tracker.get_slot("requested_slot")
         return None if slot is None else str(slot)
+
+
+async def _tracker(request: Request, sender: str) -> Any:
+    """The conversation's tracker from the running Rasa's tracker store; ``None`` without one."""
+    store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+    return None if store is None else await store.retrieve(sender)
 
 
 def secret_in(text: str, slot: str | None) -> str | None:
