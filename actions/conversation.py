@@ -1,4 +1,4 @@
-"""The conversation around the tasks: the start of a call (greeting by who is calling), a referral, and
+"""The conversation around the tasks: the start of a call (counted once, at the first turn), a referral, and
 requests the bot cannot help with.
 """
 
@@ -13,17 +13,11 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
-from actions.store import EXISTING, NEW, RETURNING, StoreError
+from actions.store import EXISTING, StoreError
 
 log = logging.getLogger(__name__)
 
 _METADATA_LIMITS = {"call_id": 64, "caller_number": 32, "language": 8}
-GREETINGS = {
-    NEW: "utter_greet_new",
-    RETURNING: "utter_greet_returning",
-    EXISTING: "utter_greet_existing",
-}
-"""The greeting by caller kind; ``utter_greet`` when the number is withheld or the store is down."""
 
 
 def _clean(metadata: dict[str, Any], key: str) -> str | None:
@@ -39,24 +33,25 @@ CARRIED_OVER = ("pin_attempts", "caller_kind")
 nothing said in the call can reset them, and who is calling."""
 
 
-def _turns_before_this_one(events: list[dict[str, Any]]) -> bool:
-    """Whether the caller had turns before the latest one (then ``/session_start`` is not the start)."""
-    user_turns = [e for e in events if e.get("event") == "user"]
-    return len(user_turns) > 1
+def _caller_had_turns(events: list[dict[str, Any]]) -> bool:
+    """Whether the conversation already holds a caller's turn (then this is not the start of the call)."""
+    return any(e.get("event") == "user" for e in events)
 
 
 class ActionSessionStart(UsesDeps, Action):
-    """Start of a call: keep the call id and caller number, greet when the gateway says the call began.
+    """Start of a conversation: keep the call id and caller number; count the call at its start.
 
-    The gateway opens every call with the message ``/session_start`` and metadata ``call_id``,
-    ``caller_number``, ``channel``, ``language``. Rasa runs this action twice for that first message:
-    once because the conversation is new (no greeting then), once for the ``session_start`` intent
-    itself (greeting). A session that expires mid-call restarts silently, keeping call id and number.
+    The gateway greets the caller itself (``prompts.yml`` ``greeting:``, by who is calling) and opens the
+    conversation only with the caller's first turn, whose metadata carries ``call_id``, ``caller_number``,
+    ``channel`` and ``language`` (so a connection that never says anything leaves no tracker). Rasa runs
+    this action before that first turn is read: the call is counted in the store then, once, and who is
+    calling kept in ``caller_kind``. A session that expires mid-call restarts silently, keeping call id
+    and number, and counts nothing.
 
     A new session never resets what guards verification: the failed checks of this call (``pin_attempts``)
-    carry over. And ``/session_start`` in the middle of a call (the gateway never sends it twice; a caller
-    cannot send it at all, see ``bot/rasa/channel.py``) neither greets nor counts the call again: the caller
-    hears the opening question.
+    carry over. ``/session_start`` as a message (the gateway never sends it; a caller cannot send it at
+    all, see ``bot/rasa/channel.py``) neither greets nor counts the call: the caller hears the opening
+    question.
     """
 
     def name(self) -> str:
@@ -82,13 +77,10 @@ class ActionSessionStart(UsesDeps, Action):
             if value:
                 events.append(SlotSet(name, value))
         if (latest.get("intent") or {}).get("name") == "session_start":
-            if _turns_before_this_one(tracker.events):
-                log.warning("session start in the middle of a call conversation=%s", tracker.sender_id)
-                dispatcher.utter_message(response="utter_how_can_help")
-            else:
-                kind = await self._record_call(caller_number, tracker.sender_id)
-                events.append(SlotSet("caller_kind", kind))
-                dispatcher.utter_message(response=GREETINGS.get(kind or "", "utter_greet"))
+            log.warning("session start sent as a message conversation=%s", tracker.sender_id)
+            dispatcher.utter_message(response="utter_how_can_help")
+        elif not _caller_had_turns(tracker.events) and not tracker.get_slot("caller_kind"):
+            events.append(SlotSet("caller_kind", await self._record_call(caller_number, tracker.sender_id)))
         events.append(ActionExecuted("action_listen"))
         return events
 

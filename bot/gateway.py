@@ -113,14 +113,14 @@ class Gateway:
         self._bridge: DeskBridge | None = None
         self.callbacks: Dispatcher | None = None
         self.store: Any = None
-        """The customer store, for the lines' opening hours (after hours); ``None`` if it cannot be opened."""
-        if config.gateway.after_hours:
-            try:
-                from actions.store import StoreConfig, open_store  # only when after hours is on
+        """The customer store, read only: who is calling (the greeting) and the lines' opening hours (after
+        hours); ``None`` if it cannot be opened."""
+        try:
+            from actions.store import StoreConfig, open_store
 
-                self.store = open_store(StoreConfig.from_env())
-            except Exception as exc:
-                log.warning("no customer store for opening hours (%s): every line counts as open", exc)
+            self.store = open_store(StoreConfig.from_env())
+        except Exception as exc:
+            log.warning("no customer store (%s): plain greetings, every line counts as open", exc)
 
     def _new_call(self, call_id: str, out: Connection) -> CallSession | WhisperLeg:
         call = whispered_call(uuid.UUID(call_id))
@@ -139,7 +139,8 @@ class Gateway:
             asr=self.asr,
             asr_executor=self.asr_pool,
             waits=self.waits,
-            lines=self.store,
+            lines=self.store if self.config.gateway.after_hours else None,
+            callers=self.store,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
         session = CallSession(call_id, out, deps, self.config.gateway)
@@ -149,7 +150,14 @@ class Gateway:
     async def start(self) -> None:
         """Warm the fixed prompts, connect to AMI (if configured), serve the console, then listen."""
         for rate in (8000, 16000):
-            await self.speech.warm([*self.prompts.phrases.values(), *self.prompts.callback.fixed()], rate)
+            await self.speech.warm(
+                [
+                    *self.prompts.phrases.values(),
+                    *self.prompts.greeting.values(),
+                    *self.prompts.callback.fixed(),
+                ],
+                rate,
+            )
         control: CallControl = LoggedCallControl()
         if self.config.ami is not None:
             self.ami = AmiClient(self.config.ami)
@@ -178,7 +186,7 @@ class Gateway:
             self._bridge = DeskBridge(self.ami, feed, self.console.desk.feed)
             self._bridge.start()
             if self.config.callbacks is not None:
-                if self.opening is None and self.store is not None:
+                if self.opening is None and self.store is not None and self.config.gateway.after_hours:
                     self.opening = await self._store_opening()
                 # One consumer name per gateway process; a restarted one takes over with XAUTOCLAIM.
                 self.callbacks = Dispatcher(

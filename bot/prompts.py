@@ -185,15 +185,40 @@ class CallbackWords:
         return cls(lines)
 
 
+GREETING_KINDS = ("unknown", "new", "returning", "existing")
+"""The greetings by who is calling (``prompts.yml`` ``greeting:``); ``unknown``: withheld number, no store."""
+
+
+def _greetings(path: Path, data: Any) -> dict[str, str]:
+    if not isinstance(data, dict):
+        raise PromptsError(f"{path}: needs a 'greeting:' mapping (the first words of a call, by caller)")
+    greetings: dict[str, str] = {}
+    for kind in GREETING_KINDS:
+        value = data.get(kind)
+        if not isinstance(value, str) or not value.strip():
+            raise PromptsError(f"{path}: greeting.{kind} is missing or empty")
+        if "{" in value:
+            raise PromptsError(f"{path}: greeting.{kind} takes no placeholders")
+        greetings[kind] = value.strip()
+    return greetings
+
+
 @dataclass(frozen=True, slots=True)
 class Prompts:
-    """Fixed phrases by key, keypad digit to intent, and the whisper's words."""
+    """Fixed phrases by key, the greetings, keypad digit to intent, and the whisper's words."""
 
     phrases: Mapping[str, str]
     keypad: Mapping[str, str]
     whisper: WhisperWords
     wait: WaitWords
     callback: CallbackWords
+    greeting: Mapping[str, str]
+    """By caller kind (:data:`GREETING_KINDS`)."""
+
+    def greeting_for(self, kind: str | None) -> tuple[str, str]:
+        """The greeting's key (``unknown`` for a kind without one) and words."""
+        key = kind if kind is not None and kind in self.greeting else "unknown"
+        return key, self.greeting[key]
 
     def __getitem__(self, key: str) -> str:
         return self.phrases[key]
@@ -225,4 +250,5 @@ class Prompts:
         whisper = WhisperWords.parse(path, data.get("whisper"))
         wait = WaitWords.parse(path, data.get("wait"))
         callback = CallbackWords.parse(path, data.get("callback"))
-        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait, callback)
+        greeting = _greetings(path, data.get("greeting"))
+        return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait, callback, greeting)

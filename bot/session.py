@@ -80,8 +80,8 @@ rate) before the bot starts sending at 8 kHz: far inside the 2 s after which ``A
 
 def caller_words(text: str) -> str:
     """What a caller said or typed, as words only: a leading ``/`` would make Rasa take it as an intent
-    (``/session_start``, ``/request_agent``), and only the gateway itself (the call start, keypad menu
-    choices) may send intents."""
+    (``/session_start``, ``/request_agent``), and only the gateway itself (keypad menu choices, yes/no
+    keys) may send intents."""
     return text.strip().lstrip("/").strip()
 
 
@@ -155,6 +155,8 @@ class SessionDeps:
     """Called once the call has ended and its outcome is recorded."""
     lines: LineSource | None = None
     """The store's phone lines (opening hours); ``None``: always open."""
+    callers: CallerSource | None = None
+    """Who is calling, for the greeting (the customer store); ``None``: every caller greeted alike."""
     wall_clock: Callable[[], float] = time.time
     """Unix seconds: opening hours, callback times (tests pass a fixed one)."""
 
@@ -167,15 +169,25 @@ class LineSource(Protocol):
         ``branch``) or ``None``; the gateway reaches the store by name, never importing ``actions``."""
 
 
+class CallerSource(Protocol):
+    """Who is calling (the customer store), read only: the call is counted by the assistant at the first
+    turn, so a connection that never says anything leaves no trace."""
+
+    async def kind_of_caller(self, number: str | None) -> str | None:
+        """``new``, ``returning``, ``existing`` or ``None`` (withheld number)."""
+
+
 YES, NO = "/affirm", "/deny"
 YES_NO_KEYS = {"1": "affirm", "2": "deny"}
 """During a yes/no question: key 1 is yes, key 2 is no."""
 UNDERSTOOD_AT = 0.6
 """The assistant's confidence needed to take spoken words as yes or no."""
 LINE_LOOKUP_S = 2.0
+"""Longest wait for the line's hours at the start of a call; slower counts as open."""
+CALLER_LOOKUP_S = 0.5
+"""Longest wait for who is calling before the greeting; slower greets every caller alike."""
 WINDOW_S = 2 * 3600.0
 """A callback at a chosen time may come up to this long after it."""
-"""Longest wait for the line's hours at the start of a call; slower counts as open."""
 
 
 @dataclass
@@ -411,7 +423,7 @@ class CallSession:
     async def _dialogue_loop(self) -> None:
         if await self._after_hours_at_start():
             return
-        await self._turn("/session_start", "system")
+        await self._greet()
         if self._d.asr is None and not self._finishing:
             await self._say_prompt("keypad_menu")
         while not self._finishing:
@@ -422,6 +434,24 @@ class CallSession:
                 self._no_input_count = 0
                 self._last_turn_at = self._clock()
                 await self._turn(item.text, item.source, item.confidence)
+
+    async def _greet(self) -> None:
+        """The first words: the gateway's own, by who is calling. The assistant's conversation starts with
+        the caller's first turn (the call's metadata comes with every turn), so a connection that never
+        produces a turn costs no Rasa tracker and is not counted as a call in the store."""
+        key, text = self._d.prompts.greeting_for(await self._caller_kind())
+        await self.record.say("bot", text, prompt=f"greeting.{key}")
+        await self._speak(text, fixed=True)
+
+    async def _caller_kind(self) -> str | None:
+        number = self.info.get("caller_number") or None
+        if self._d.callers is None or number is None:
+            return None
+        try:
+            return await asyncio.wait_for(self._d.callers.kind_of_caller(number), CALLER_LOOKUP_S)
+        except Exception as exc:  # the store's trouble must not keep a caller from the bot
+            log.warning("call %s: caller unknown (%s); plain greeting", self.call_id, type(exc).__name__)
+            return None
 
     async def _control(self, item: _Control) -> None:
         if item.reason is Reason.TOO_LONG:

@@ -165,6 +165,9 @@ def start_gateway(rasa: RasaStack, redis_url: str, log: Path, **env: str) -> Gat
         ATTENDANT_AGENT_TOKENS=str(log.parent / "agent-tokens.json"),
         PYTHONUNBUFFERED="1",
     )
+    store_url = rasa.env("ATTENDANT_STORE_URL")
+    if store_url:  # the gateway greets by the same store the actions count calls in
+        full_env["ATTENDANT_STORE_URL"] = store_url
     full_env.update(env)
     try:
         proc, _ = spawn_gateway(full_env, stderr=log.open("w"), rasa_wait_s=60)

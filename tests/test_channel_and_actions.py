@@ -189,17 +189,16 @@ class Call:
         headers = {"Authorization": f"Bearer {self.stack.token if token is None else token}"}
         return requests.post(self.stack.webhook_url, json=body, headers=headers, timeout=30)
 
-    def start(self) -> list[dict[str, Any]]:
-        metadata = {
+    def say(self, message: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """One caller turn with the call's metadata, as the gateway sends it (the first turn starts the
+        conversation: the gateway greets by itself)."""
+        call = {
             "call_id": self.sender,
             "caller_number": self.caller_number,
             "channel": "AudioSocket/test",
             "language": "en",
         }
-        return self.say("/session_start", metadata=metadata)
-
-    def say(self, message: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        resp = self.post(message, metadata=metadata or {})
+        resp = self.post(message, metadata={**call, **(metadata or {})})
         assert resp.status_code == 200, resp.text
         items = resp.json()
         assert isinstance(items, list) and items, f"no reply to {message!r}"
@@ -276,10 +275,15 @@ def test_malformed_turns_are_refused(stack: RasaStack) -> None:
     assert call.post("hi", metadata="not an object").status_code == 400
 
 
-def test_session_start_greets_once_and_keeps_the_call(stack: RasaStack, redis_client: redis.Redis) -> None:
+def test_the_first_turn_starts_the_conversation_and_keeps_the_call(
+    stack: RasaStack, redis_client: redis.Redis
+) -> None:
+    """The gateway greets by itself; the caller's first turn opens the conversation with the call's
+    metadata, and the assistant answers that turn (no greeting of its own)."""
     call = Call(stack, ADA["number"])
-    items = call.start()
-    assert texts(items) == "Hello, this is Attendant. How can I help with your account today?"
+    assert redis_client.get(TRACKER_KEY.format(sender=call.sender)) is None
+    items = call.say("hello")
+    assert texts(items) == "How can I help you today?"
     assert not customs(items)
     raw = redis_client.get(TRACKER_KEY.format(sender=call.sender))
     assert raw is not None, "the tracker lives at attendant:tracker:<sender>"
@@ -331,7 +335,6 @@ def assert_pin_not_recorded(redis_client: redis.Redis, sender: str, pin: str, sp
 
 def test_balance_with_spoken_pin(stack: RasaStack, redis_client: redis.Redis) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     ask = call.say("um what's my balance")
     assert "PIN" in texts(ask)
     assert "balance is" not in texts(ask)
@@ -360,7 +363,6 @@ def test_balance_with_spoken_pin(stack: RasaStack, redis_client: redis.Redis) ->
 
 def test_balance_with_keyed_pin_from_keypad_menu(stack: RasaStack, redis_client: redis.Redis) -> None:
     call = Call(stack, GRACE["number"])
-    call.start()
     assert "PIN" in texts(call.say("/ask_balance"))
     told = call.say(GRACE["pin"])
     assert "Your balance is ninety nine cents" in texts(told)
@@ -369,7 +371,6 @@ def test_balance_with_keyed_pin_from_keypad_menu(stack: RasaStack, redis_client:
 
 def test_three_wrong_pins_hand_over(stack: RasaStack, redis_client: redis.Redis) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     call.say("balance please")
     first = call.say("one one one one")
     assert customs(first)[:1] == [{"input_redacted": True}]
@@ -395,7 +396,7 @@ def test_every_turn_carries_the_calls_context(stack: RasaStack, redis_client: re
     """From the first turn the reply says what the assistant knows, so the gateway can keep it as the call
     goes; nothing about the account before verification, never the PIN."""
     call = Call(stack, ADA["number"])
-    first = context_of(call.start())
+    first = context_of(call.say("hello"))
     assert first["call_id"] == call.sender and first["caller_number"] == ADA["number"]
     assert first["language"] == "en" and first["caller_kind"] == "existing"
     assert first["verified"] is False and first["customer"] is None and first["customer_id"] is None
@@ -429,7 +430,6 @@ def test_every_turn_carries_the_calls_context(stack: RasaStack, redis_client: re
 
 def test_unknown_number_is_handed_over_without_a_pin_prompt(stack: RasaStack) -> None:
     call = Call(stack, UNKNOWN_NUMBER)
-    call.start()
     items = call.say("what's my balance")
     assert "PIN" not in texts(items)
     assert handoff(items)["reason"] == "not-found"
@@ -437,7 +437,6 @@ def test_unknown_number_is_handed_over_without_a_pin_prompt(stack: RasaStack) ->
 
 def test_a_real_person_at_once(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     items = call.say("i want to talk to a real person")
     assert "colleague" in texts(items)
     request = handoff(items)
@@ -448,7 +447,6 @@ def test_a_real_person_at_once(stack: RasaStack) -> None:
 
 def test_a_person_during_the_pin_prompt(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     call.say("check my balance")
     items = call.say("operator")
     request = handoff(items)
@@ -458,7 +456,6 @@ def test_a_person_during_the_pin_prompt(stack: RasaStack) -> None:
 
 def test_two_misunderstandings_in_a_row_hand_over(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     first = call.say("/nlu_fallback")
     assert "didn't catch" in texts(first)
     assert not customs(first)
@@ -468,7 +465,6 @@ def test_two_misunderstandings_in_a_row_hand_over(stack: RasaStack) -> None:
 
 def test_fillers_are_not_understood(stack: RasaStack, redis_client: redis.Redis) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     assert "didn't catch" in texts(call.say("uh"))
     _, events = _user_events(redis_client, call.sender)
     assert [e["metadata"].get("heard") for e in events if e["event"] == "user"][-1] == "uh"
@@ -477,7 +473,6 @@ def test_fillers_are_not_understood(stack: RasaStack, redis_client: redis.Redis)
 
 def test_filler_during_the_pin_prompt_repeats_the_question(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     call.say("my balance please")
     items = call.say("um")
     assert "didn't catch" in texts(items) and "PIN" in texts(items)
@@ -488,7 +483,6 @@ def test_filler_during_the_pin_prompt_repeats_the_question(stack: RasaStack) -> 
 
 def test_out_of_scope_gets_an_offer(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     items = call.say("what's the weather going to be like")
     said = texts(items)
     assert "can't help with that" in said and "balance" in said
@@ -498,7 +492,6 @@ def test_out_of_scope_gets_an_offer(stack: RasaStack) -> None:
 
 def test_goodbye_ends_the_call(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     items = call.say("ok thanks bye")
     assert "thank you for calling" in texts(items).lower()
     assert customs(items) == [{"end_call": True}]

@@ -85,6 +85,41 @@ async def test_real_speech_call_end_to_end(gateway_asr: GatewayProcess, r: redis
     assert int(record["turns"]) >= 1
 
 
+async def test_a_connection_without_a_turn_leaves_no_conversation(
+    gateway_text: GatewayProcess, r: redis.Redis, sqlite_store_url: str
+) -> None:
+    """Greeted by who is calling (the store, read only), then silence and a hangup: no Rasa tracker for the
+    call and nothing counted in the store. The same caller's next call with a turn opens both, once."""
+    from actions.store import StoreConfig, open_store
+
+    number = f"+1555{time.time_ns() % 10**7:07d}"
+    store = open_store(StoreConfig(url=sqlite_store_url))
+    try:
+        silent = await call(gateway_text, [], caller_number=number, agi_port=gateway_text.agi_port)
+        greeting = silent.bot_said()
+        assert greeting and greeting[0].startswith("Hello and welcome"), silent.summary()  # a new caller
+        assert wait_outcome(r, str(silent.call_id))["turns"] == "0"
+        assert r.get(f"attendant:tracker:{silent.call_id}") is None
+        assert await store.find_customer_by_number(number) is None  # not counted: no turn
+        spoke = await call(
+            gateway_text,
+            [Turn("text", "what are your opening hours")],
+            caller_number=number,
+            agi_port=gateway_text.agi_port,
+        )
+        assert spoke.bot_said()[0].startswith("Hello and welcome"), spoke.summary()  # still new
+        wait_outcome(r, str(spoke.call_id))
+        slots = {
+            e["name"]: e["value"] for e in tracker(r, str(spoke.call_id))["events"] if e["event"] == "slot"
+        }
+        assert slots["caller_kind"] == "new" and slots["caller_number"] == number
+        record = await store.find_customer_by_number(number)
+        assert record is not None and record.call_count == 1
+        assert await store.kind_of_caller(number) == "returning"
+    finally:
+        await store.close()
+
+
 async def test_local_channel_without_silence_frames_still_ends_utterances(
     gateway_asr: GatewayProcess, r: redis.Redis
 ) -> None:

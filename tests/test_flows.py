@@ -70,7 +70,6 @@ def spoken(items: list[dict[str, Any]]) -> str:
 
 def verified_call(stack: RasaStack, number: str, ask: str, pin: str) -> tuple[Call, list[dict[str, Any]]]:
     call = Call(stack, number)
-    call.start()
     first = call.say(ask)
     assert "PIN" in texts(first), texts(first)
     assert_spoken_style(first)
@@ -80,25 +79,44 @@ def verified_call(stack: RasaStack, number: str, ask: str, pin: str) -> tuple[Ca
 # --- who is calling ----------------------------------------------------------------------------------------
 
 
-def test_greeting_depends_on_who_calls(stack: RasaStack, redis_client: redis.Redis) -> None:
+def caller_kind(redis_client: redis.Redis, sender: str) -> Any:
+    raw = redis_client.get(f"attendant:tracker:{sender}")
+    assert raw is not None, "no tracker for the call"
+    slots = [e for e in json.loads(raw)["events"] if e["event"] == "slot" and e["name"] == "caller_kind"]
+    return slots[-1]["value"] if slots else None
+
+
+def test_the_first_turn_counts_the_call_once_by_who_calls(
+    stack: RasaStack, store: CustomerStore, redis_client: redis.Redis
+) -> None:
+    """The call is counted when the caller's first turn opens the conversation (the gateway greets by the
+    store's read-only answer, ``tests/test_greeting.py``), and only then: later turns count nothing."""
     new_number = f"+1555{datetime.now():%H%M%S}9"  # never called before in this store
-    greet_new = texts(Call(stack, new_number).start())
-    assert "welcome" in greet_new.lower() and "order" in greet_new
+    assert run(store.kind_of_caller(new_number)) == "new"
+    first = Call(stack, new_number)
+    first.say("hello")
+    first.say("what are your opening hours")
+    assert caller_kind(redis_client, first.sender) == "new"
+    record = run(store.find_customer_by_number(new_number))
+    assert record is not None and record.call_count == 1
     # The first call created a record: the same number is now a returning caller (never bought).
-    greet_again = texts(Call(stack, new_number).start())
-    assert greet_again.startswith("Hello again")
-    assert (
-        texts(Call(stack, ADA["number"]).start())
-        == "Hello, this is Attendant. How can I help with your account today?"
-    )
-    withheld = texts(Call(stack, None).start())
-    assert withheld == "Hello, this is Attendant. How can I help you today?"
+    assert run(store.kind_of_caller(new_number)) == "returning"
+    again = Call(stack, new_number)
+    again.say("hi there")
+    assert caller_kind(redis_client, again.sender) == "returning"
+    assert run(store.find_customer_by_number(new_number)).call_count == 2  # type: ignore[union-attr]
+    ada = Call(stack, ADA["number"])
+    ada.say("hello")
+    assert caller_kind(redis_client, ada.sender) == "existing"
+    withheld = Call(stack, None)
+    withheld.say("hello")
+    assert caller_kind(redis_client, withheld.sender) is None
+    assert run(store.kind_of_caller(None)) is None
 
 
 def test_referral_is_welcomed_and_remembered(stack: RasaStack, store: CustomerStore) -> None:
     number = f"+1555{datetime.now():%H%M%S}8"
     call = Call(stack, number)
-    call.start()
     items = call.say("hi a friend of mine recommended you")
     assert "recommendation" in texts(items)
     assert_spoken_style(items)
@@ -113,7 +131,6 @@ def test_referral_is_welcomed_and_remembered(stack: RasaStack, store: CustomerSt
 
 def test_date_of_birth_instead_of_the_pin(stack: RasaStack, redis_client: redis.Redis) -> None:
     call = Call(stack, GRACE_NUMBER)
-    call.start()
     assert "PIN" in texts(call.say("how much is in my account"))
     instead = call.say("i don't know my pin")
     assert "date of birth" in texts(instead)
@@ -128,7 +145,6 @@ def test_date_of_birth_instead_of_the_pin(stack: RasaStack, redis_client: redis.
 
 def test_a_wrong_date_of_birth_counts_and_an_unclear_one_does_not(stack: RasaStack) -> None:
     call = Call(stack, GRACE_NUMBER)
-    call.start()
     call.say("balance")
     call.say("no i forgot it")
     wrong = spoken(call.say("the first of january nineteen fifty"))
@@ -140,7 +156,6 @@ def test_a_wrong_date_of_birth_counts_and_an_unclear_one_does_not(stack: RasaSta
 
 def test_no_pin_and_no_date_of_birth_goes_to_a_person(stack: RasaStack) -> None:
     call = Call(stack, ADA["number"])
-    call.start()
     call.say("what's my balance")
     assert "date of birth" in texts(call.say("i don't know it"))  # Ada has one on file: asked for it
     items = call.say("no idea sorry")
@@ -176,8 +191,7 @@ def test_nothing_is_disclosed_without_verification(stack: RasaStack, store: Cust
     times three would lock her out for every later test; the lockout is ``test_lockout.py``'s.)"""
     before = run(store.next_booking("C-0004"))
     call = Call(stack, ADA["number"])
-    heard = [texts(call.start())]
-    heard.append(texts(call.say(ask)))
+    heard = [texts(call.say(ask))]
     assert "PIN" in heard[-1], heard
     try:
         for wrong in ("one one one one", "2 2 2 2", "nine nine nine nine"):
@@ -194,7 +208,6 @@ def test_nothing_is_disclosed_without_verification(stack: RasaStack, store: Cust
 def test_unknown_caller_is_told_nothing(stack: RasaStack) -> None:
     for ask in ("what's my balance", "where's my order", "cancel my appointment"):
         call = Call(stack, UNKNOWN_NUMBER)
-        call.start()
         items = call.say(ask)
         assert not DISCLOSURES.search(texts(items)), texts(items)
         assert handoff(items)["reason"] == "not-found"
@@ -224,7 +237,6 @@ def test_order_status_wrong_number_then_someone_elses(stack: RasaStack) -> None:
 
 def test_my_last_order(stack: RasaStack) -> None:
     call = Call(stack, KATHERINE_NUMBER)
-    call.start()
     call.say("has my last order shipped yet")
     items = call.say(KATHERINE_PIN)
     said = spoken(items)
@@ -394,7 +406,6 @@ def test_ticket_status(stack: RasaStack) -> None:
 
 def test_information_line_needs_no_verification(stack: RasaStack) -> None:
     call = Call(stack, UNKNOWN_NUMBER)
-    call.start()
     hours = texts(call.say("what time do you open on saturday"))
     assert "Saturday" in hours and "a m" in hours and "PIN" not in hours
     where = texts(call.say("where is the riverside branch"))
@@ -421,7 +432,6 @@ def test_goodbye_in_the_middle_of_a_task(stack: RasaStack) -> None:
 
 def test_returning_caller_without_an_account(stack: RasaStack) -> None:
     call = Call(stack, RETURNING_NUMBER)
-    assert texts(call.start()).startswith("Hello again")
     items = call.say("what's my balance")
     assert handoff(items)["reason"] == "not-found"
 

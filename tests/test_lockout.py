@@ -130,14 +130,12 @@ def test_pin_guessing_across_calls_locks_the_customer(stack: RasaStack, sqlite_s
     reason ``verification-locked`` — a caller who was already at the PIN prompt too, with the right PIN."""
     person = new_customer(sqlite_store_url)
     waiting = Call(stack, person.number)  # at the PIN prompt before the guessing starts
-    waiting.start()
     assert "PIN" in texts(waiting.say("what's my balance"))
 
     reasons: list[str] = []
     heard_locked = ""
     for _ in range(4):
         call = Call(stack, person.number)
-        call.start()
         items = call.say("what's my balance")
         for n in (1, 2, 3):
             if customs(items) and "handoff" in customs(items)[-1]:
@@ -160,7 +158,6 @@ def test_pin_guessing_across_calls_locks_the_customer(stack: RasaStack, sqlite_s
     assert "colleague" in heard_locked and "security" in heard_locked
 
     fifth = Call(stack, person.number)
-    fifth.start()
     items = fifth.say("what's my balance")
     if not customs(items):  # (were it asked, the right PIN must still not do)
         items = fifth.say(person.spoken_pin)
@@ -191,7 +188,6 @@ def test_a_success_resets_the_count_across_calls(stack: RasaStack, sqlite_store_
     person = new_customer(sqlite_store_url)
     for _ in range(3):  # two failures per call, a success in between: never locked
         call = Call(stack, person.number)
-        call.start()
         call.say("what's my balance")
         assert "didn't match" in spoken(call.say(wrong_pin(person, 1)))
         assert "didn't match" in spoken(call.say(wrong_pin(person, 2)))
@@ -208,7 +204,6 @@ def test_session_start_mid_verification_keeps_the_count(
     the failed checks; the third failure still hands over."""
     person = new_customer(sqlite_store_url)
     call = Call(stack, person.number)
-    call.start()
     call.say("what's my balance")
     call.say(wrong_pin(person, 1))
     call.say(wrong_pin(person, 2))
@@ -225,7 +220,6 @@ def test_a_callers_slash_is_words_not_an_intent(stack: RasaStack, sqlite_store_u
     """The caller's own turns (metadata input asr / inject) never reach Rasa as an intent."""
     person = new_customer(sqlite_store_url)
     call = Call(stack, person.number)
-    call.start()
     call.say("what's my balance")
     call.say(wrong_pin(person, 1))
     items = call.say("/session_start", metadata={"input": "inject"})
@@ -299,7 +293,6 @@ def test_i_dont_have_it_at_the_date_of_birth_prompt_is_not_goodbye(
 ) -> None:
     person = new_customer(sqlite_store_url)
     call = Call(stack, person.number)
-    call.start()
     call.say("what's my balance")
     assert "date of birth" in spoken(call.say("i don't know my pin"))
     items = call.say("i dont have it")
@@ -313,7 +306,6 @@ def test_goodbye_during_verification_asks_first(
 ) -> None:
     person = new_customer(sqlite_store_url)
     call = Call(stack, person.number)
-    call.start()
     call.say("what's my balance")
     asked = call.say("goodbye")
     assert "end the call" in spoken(asked) and not customs(asked), asked

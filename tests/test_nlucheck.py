@@ -305,6 +305,11 @@ prompts:
   too_long: "Time is up."
   keypad_menu: "Press 1."
   holding: "Hold on."
+greeting:
+  unknown: "Hello."
+  new: "Welcome."
+  returning: "Hello again."
+  existing: "Hello, customer."
 keypad:
   "1": greet
 """
@@ -327,6 +332,9 @@ def test_prompts_the_gateway_needs(tree: Path) -> None:
     prompts.write_text(PROMPTS.replace('handoff: "One moment."', "handoff: [One moment"))
     err = assert_invalid(check(tree, "--no-cv"))
     assert at(prompts, "no_input:") + " not valid YAML" in err, err
+    prompts.write_text(PROMPTS.replace('  returning: "Hello again."\n', ""))
+    err = assert_invalid(check(tree, "--no-cv"))
+    assert f"{prompts}: greeting.returning is missing or empty" in err, err
 
 
 def test_normalise() -> None:

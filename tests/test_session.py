@@ -103,9 +103,21 @@ GREETING = Reply(texts=("Hello, this is Attendant. How can I help you today?",))
 
 class Harness:
     def __init__(
-        self, dialogue: ScriptedDialogue, *, asr: FakeAsrEngine | None = None, **gateway: Any
+        self,
+        dialogue: ScriptedDialogue,
+        *,
+        asr: FakeAsrEngine | None = None,
+        greeting: str | None = None,
+        callers: Any = None,
+        **gateway: Any,
     ) -> None:
+        """``greeting``: every caller's greeting instead of the editors' ones; ``callers``: who is calling
+        (the store's ``kind_of_caller``)."""
         self.synth = FakeSynth()
+        self.prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
+        if greeting is not None:
+            self.prompts = replace(self.prompts, greeting=dict.fromkeys(self.prompts.greeting, greeting))
+        self.callers = callers
         self.dialogue = dialogue
         self.asr = asr
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="worker")
@@ -119,12 +131,13 @@ class Harness:
         deps = SessionDeps(
             speech=Speech(self.synth, PromptCache(None), self.pool),
             dialogue=self.dialogue,
-            prompts=Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml"),
+            prompts=self.prompts,
             redis=self.redis,
             asr=self.asr,  # type: ignore[arg-type]
             asr_executor=self.pool,
             endpointer=EndpointerConfig(trailing_silence_s=0.3),
             waits=self.waits,
+            callers=self.callers,
         )
         self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
         return self.sessions[call_id]
@@ -255,15 +268,16 @@ async def test_greeting_goodbye_completed_with_hangup_frame(sync_redis: redis_sy
         assert session.barge_ins == 0
         lines = sync_redis.xrange(transcript_key(str(caller.call)))
         assert [(f["who"], f["text"], f.get("prompt")) for _, f in lines] == [
-            ("bot", GREETING.texts[0], None),
+            ("bot", GREETING.texts[0], "greeting.unknown"),
             ("bot", menu, "keypad_menu"),
             ("caller", "bye", None),
             ("bot", bye.texts[0], None),
         ]
+        # The greeting is the gateway's own: the caller's first turn is the conversation's first message.
         sender, text, meta = h.dialogue.calls[0]
-        assert (sender, text) == (str(caller.call), "/session_start")
+        assert (sender, text) == (str(caller.call), "bye") and len(h.dialogue.calls) == 1
         assert meta["call_id"] == str(caller.call) and meta["asr_available"] is False
-        assert h.dialogue.calls[1][2]["input"] == "inject"
+        assert meta["input"] == "inject"
         # Synthesis ran in worker threads, never on the loop's thread.
         assert h.synth.threads and all(name.startswith("worker") for name in h.synth.threads)
         await caller.close()
@@ -308,24 +322,6 @@ async def test_rasa_failure_ends_with_a_person_not_silence(sync_redis: redis_syn
         assert caller.voiced_frames() > before
         await caller.close()
     finally:
-        await stop(h)
-
-
-async def test_unreachable_rasa_at_greeting_goes_to_a_person(sync_redis: redis_sync.Redis) -> None:
-    from bot.dialogue import RasaClient
-
-    h = Harness(ScriptedDialogue({}))
-    h.dialogue = RasaClient("http://127.0.0.1:9", "t", 1.0)  # type: ignore[assignment]  # nothing listens there
-    await start(h)
-    try:
-        caller = await Caller.dial(h.server.port)
-        await asyncio.wait_for(caller.hangup.wait(), 10)
-        record = await wait_ended(h, sync_redis, caller.call)
-        assert (record["outcome"], record["reason"]) == ("handoff", "technical")
-        assert caller.voiced_frames() > 0
-        await caller.close()
-    finally:
-        await h.dialogue.close()  # type: ignore[attr-defined]
         await stop(h)
 
 
@@ -376,7 +372,7 @@ async def test_transcript_holds_every_prompt_the_caller_heard(sync_redis: redis_
         prompts = Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml")
         lines = sync_redis.xrange(transcript_key(str(caller.call)))
         assert [(f["who"], f["text"], f.get("prompt")) for _, f in lines] == [
-            ("bot", GREETING.texts[0], None),
+            ("bot", GREETING.texts[0], "greeting.unknown"),
             ("bot", prompts["keypad_menu"], "keypad_menu"),
             ("bot", prompts["no_input"], "no_input"),
             ("bot", prompts["no_input_goodbye"], "no_input_goodbye"),
@@ -456,8 +452,8 @@ async def test_keypad_menu_key_and_typed_digits(sync_redis: redis_sync.Redis) ->
             await caller.send(wire.encode_dtmf(key))
         await asyncio.sleep(0.5)
         texts = [text for _, text, _ in h.dialogue.calls]
-        assert texts == ["/session_start", "/ask_balance", "4321"]
-        assert h.dialogue.calls[2][2]["input"] == "dtmf"
+        assert texts == ["/ask_balance", "4321"]
+        assert h.dialogue.calls[1][2]["input"] == "dtmf"
         # Typed digits are never written to the transcript.
         lines = [f["text"] for _, f in sync_redis.xrange(transcript_key(str(caller.call)))]
         assert "4321" not in lines and "[keypad]" in lines
@@ -470,9 +466,9 @@ async def test_keypad_menu_key_and_typed_digits(sync_redis: redis_sync.Redis) ->
 async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(
     sync_redis: redis_sync.Redis,
 ) -> None:
-    long_greeting = Reply(texts=(" ".join(["word"] * 60) + ".",))  # six seconds of bot speech
+    long_greeting = " ".join(["word"] * 60) + "."  # six seconds of bot speech
     asr = FakeAsrEngine()
-    h = Harness(ScriptedDialogue({"/session_start": long_greeting}), asr=asr)
+    h = Harness(ScriptedDialogue({}), asr=asr, greeting=long_greeting)
     await start(h)
     try:
         caller = await Caller.dial(h.server.port)
@@ -491,8 +487,8 @@ async def test_speech_goes_through_the_recogniser_in_workers_and_barges_in(
         assert not session.speaker.pacer.speaking  # the six-second greeting was cut short
         assert asr.fed > 0 and asr.threads and all(n.startswith("worker") for n in asr.threads)
         texts = [text for _, text, _ in h.dialogue.calls]
-        assert texts == ["/session_start", "i heard you"]
-        assert h.dialogue.calls[1][2]["asr_confidence"] == 0.9
+        assert texts == ["i heard you"]
+        assert h.dialogue.calls[0][2]["asr_confidence"] == 0.9
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
@@ -508,7 +504,7 @@ async def test_text_injection_refused_when_not_allowed(sync_redis: redis_sync.Re
         await caller.wait_voiced(3)
         await caller.send(wire.encode_text("what is my balance"))
         await asyncio.sleep(0.5)
-        assert [text for _, text, _ in h.dialogue.calls] == ["/session_start"]
+        assert h.dialogue.calls == []  # refused: not a turn
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:

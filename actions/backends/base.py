@@ -454,6 +454,14 @@ class CustomerStore(ABC):
     async def find_customer_by_number(self, number: str | None) -> Customer | None:
         """The record for the number calling (any format: "+1 555 010 0001", "5550100001"), or ``None``."""
 
+    async def kind_of_caller(self, number: str | None) -> str | None:
+        """Who is calling, read only (nothing is counted): :data:`NEW`, :data:`RETURNING` or :data:`EXISTING`,
+        as :meth:`record_call` will count it; ``None`` when the number is withheld or not a phone number.
+        The gateway greets by it before the caller has said anything."""
+        if normalise_number(number) is None:
+            return None
+        return caller_kind(await self.find_customer_by_number(number))
+
     @abstractmethod
     async def get_customer(self, customer_id: str) -> Customer | None:
         """The record with this id, or ``None``."""

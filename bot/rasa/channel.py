@@ -35,19 +35,20 @@ Response: a JSON list, in speaking order, like Rasa's REST channel::
 
 Conversation contract with the gateway
 --------------------------------------
-- **Call start.** The gateway sends ``message: "/session_start"`` with metadata
-  ``{"call_id": <uuid>, "caller_number": <str|null>, "channel": <str|null>, "language": "en"}``.
-  ``action_session_start`` keeps ``call_id`` and ``caller_number`` in slots and replies with the greeting
-  (``utter_greet``: "Hello, this is Attendant. How can I help you today?"). Then the bot listens.
-- **Caller turns.** Each finished utterance is one message with the same sender id; metadata optional.
+- **Call start.** The gateway greets the caller itself (``prompts.yml`` ``greeting:``) and sends nothing
+  until the caller's first turn: a connection that never produces a turn leaves no tracker.
+- **Caller turns.** Each finished utterance is one message with the same sender id (the call id) and the
+  call's metadata ``{"call_id": <uuid>, "caller_number": <str|null>, "channel": <str|null>, "language":
+  "en", "input": "asr"|"keypad"|"inject"|"system"}``. Before the first one is read,
+  ``action_session_start`` keeps ``call_id`` and ``caller_number`` in slots and counts the call.
 - **Keypad.** Menu digits are mapped by the gateway to ``/ask_balance``, ``/ask_order_status``,
   ``/book_appointment``, ``/request_agent``. Digits keyed during a PIN or number prompt are sent as
   plain text ("1234"). Messages starting with ``/`` must be a bare intent name (``/[a-z_]+``): entities
   are refused (400), so nobody can set slots from outside. A caller's own words (metadata ``input``
   ``asr`` or ``inject``) are never an intent: a leading ``/`` is dropped (the gateway drops it too), so
-  "/session_start" said or typed by a caller is just words. ``/session_start`` is the start of a call only:
-  sent again once the caller has spoken it counts as not understood (and a new session keeps the call's
-  failed PIN checks anyway: ``actions/conversation.py``).
+  "/session_start" said or typed by a caller is just words, and ``/session_start`` from anyone counts
+  as not understood (the first turn starts the call; a new session keeps the call's failed PIN checks
+  anyway: ``actions/conversation.py``).
 - **End of call.** An item ``{"custom": {"end_call": true}}`` (after "Thank you for calling. Goodbye."):
   finish speaking, then hang up.
 - **Handoff.** An item ``{"custom": {"handoff": {"reason": R, "skill": S, "context": {...}}}}``: finish
@@ -211,8 +212,8 @@ class AttendantInput(RestInput):
                 return response.json({"error": str(exc)}, status=400)
             heard = text
             try:
-                if text == SESSION_START and await self._has_caller_turns(request, sender):
-                    log.warning("session start in the middle of a call refused sender=%s", sender)
+                if text == SESSION_START:  # the gateway never sends it: the first turn starts the call
+                    log.warning("session start as a message refused sender=%s", sender)
                     text = NOT_UNDERSTOOD
                 text = await self._shield_secrets(request, sender, text, metadata)
             except Exception:  # tracker unreadable: do not guess whether digits are a PIN
@@ -316,14 +317,6 @@ class AttendantInput(RestInput):
         except Exception:  # the context is a courtesy to the agent; the caller's turn must not fail on it
             log.exception("could not build the call's context sender=%s", sender)
             return None
-
-    async def _has_caller_turns(self, request: Request, sender: str) -> bool:
-        """Whether the conversation already has a turn after its start."""
-        tracker = await _tracker(request, sender)
-        if tracker is None:
-            return False
-        turns = [e for e in tracker.events if getattr(e, "type_name", None) == "user"]
-        return any(getattr(e, "text", None) != SESSION_START for e in turns)
 
     async def _requested_slot(self, request: Request, sender: str) -> str | None:
         """The slot a form is asking for right now, if any."""

@@ -116,6 +116,10 @@ class RasaStack:
         """Seconds from :meth:`start` until :meth:`wait_ready` returned (model loaded and warmed up)."""
         self._started_at = 0.0
 
+    def env(self, name: str) -> str | None:
+        """A setting the stack's processes run with (``ATTENDANT_STORE_URL``: for a gateway beside it)."""
+        return self._env.get(name)
+
     # --- addresses -----------------------------------------------------------------------------------
     @property
     def rasa_url(self) -> str:
