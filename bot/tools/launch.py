@@ -1,7 +1,8 @@
 """``python -m bot.tools.launch`` (``make run``): bring up everything a call needs, watch it, stop it cleanly.
 
-Order: Redis (use the one running, or start one we own), the Vosk model (``VOSK_MODEL``, or download the
-English small model; without one, speech recognition is off), the Rasa action server and Rasa (warmed up),
+Order: Redis (use the one running, or start one we own), the Vosk model (``VOSK_MODEL``, or the English
+small model if an administrator fetched it with ``python -m bot.tools.modelfetch``; ``make run`` itself
+downloads nothing; without a model, speech recognition is off), the Rasa action server and Rasa (warmed up),
 then the gateway.
 
 Supervision (:mod:`bot.tools.supervise`): when a child dies — the action server, Rasa, the gateway (with its
@@ -92,22 +93,22 @@ def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
 
 
 def ensure_vosk_model() -> Path | None:
-    """``VOSK_MODEL``, else the official English small model (downloaded once), else None (ASR off)."""
+    """``VOSK_MODEL``, else the English small model if it was fetched before (``python -m
+    bot.tools.modelfetch``, an administrator's step: nothing is downloaded at run time), else None (ASR
+    off, with the two ways to turn it on)."""
     configured = os.environ.get("VOSK_MODEL", "").strip()
     if configured:
         say(f"speech recognition: model {configured}")
         return Path(configured)
-    try:
-        path = modelfetch.ensure_model(
-            modelfetch.DEFAULT_MODEL_URL, modelfetch.DEFAULT_MODEL_SHA256, modelfetch.DEFAULT_DEST
-        )
-    except modelfetch.ModelFetchError as exc:
-        say(f"speech recognition: OFF ({exc})")
-        say("  point VOSK_MODEL=/path/to/vosk-model at a local model to turn it on;")
-        say("  callers can still use the keypad, and the simulator can inject text.")
-        return None
-    say(f"speech recognition: model {path}")
-    return path
+    fetched = modelfetch.DEFAULT_DEST / modelfetch.DEFAULT_MODEL_NAME
+    if modelfetch.is_vosk_model(fetched):
+        say(f"speech recognition: model {fetched}")
+        return fetched
+    say("speech recognition: OFF (no model: VOSK_MODEL is not set and none was fetched)")
+    say("  point VOSK_MODEL=/path/to/vosk-model at a local model, or fetch the English small model once with")
+    say("  '.venv/bin/python -m bot.tools.modelfetch' (about 40 MB from alphacephei.com, checksum-verified);")
+    say("  callers can still use the keypad, and the simulator can inject text.")
+    return None
 
 
 GATEWAY_READY = "attendant gateway:"
