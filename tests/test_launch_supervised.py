@@ -49,6 +49,7 @@ class Launcher:
         )
         self.lines: list[str] = []
         self._new: queue.Queue[str] = queue.Queue()
+        self._eof = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -56,14 +57,16 @@ class Launcher:
         for line in iter(self.proc.stdout.readline, ""):
             self.lines.append(line.rstrip("\n"))
             self._new.put(line)
+        self._eof.set()
 
     def wait_for(self, text: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            finished = self.proc.poll() is not None and self._eof.is_set()  # every line it wrote is read
             for line in self.lines:
                 if text in line:
                     return line
-            if self.proc.poll() is not None:
+            if finished:
                 break
             try:
                 self._new.get(timeout=0.2)
