@@ -28,7 +28,6 @@ from telephony.callstate import call_key, transcript_key
 from tests.conftest import GatewayProcess
 from tests.test_agi import asterisk_header, expected, play_asterisk
 from tests.test_end_to_end import wait_outcome
-from tests.test_faults import longest_silence_s
 from tests.test_session import Caller
 
 pytestmark = pytest.mark.timeout(300)
@@ -43,6 +42,27 @@ def prompts(r: redis.Redis, call: uuid.UUID) -> list[str]:
     return [f["prompt"] for _, f in r.xrange(transcript_key(str(call))) if f.get("prompt")]
 
 
+async def opening_heard(caller: Caller) -> None:
+    """Until the gateway's own opening (greeting, then the keypad menu: no recogniser) has played out."""
+    await caller.wait_voiced(25, timeout=30)
+    last, quiet_since = caller.voiced_frames(), time.monotonic()
+    while time.monotonic() - quiet_since < 1.0:
+        await asyncio.sleep(0.05)
+        if caller.voiced_frames() != last:
+            last, quiet_since = caller.voiced_frames(), time.monotonic()
+
+
+def longest_silence_from(caller: Caller, first: int) -> float:
+    """Longest run of silent frames from frame ``first`` on (until the hangup), seconds."""
+    longest = run = 0
+    for kind, pcm in caller.frames[first:]:
+        if kind == wire.Kind.HANGUP:
+            break
+        run = 0 if any(pcm) else run + 1
+        longest = max(longest, run)
+    return longest * 0.02
+
+
 async def test_a_hung_action_server_holding_phrase_then_a_person(
     rasa: RasaStack, gateway_text: GatewayProcess, r: redis.Redis
 ) -> None:
@@ -50,13 +70,15 @@ async def test_a_hung_action_server_holding_phrase_then_a_person(
     assert actions is not None and actions.poll() is None
     os.kill(actions.pid, signal.SIGSTOP)
     try:
-        started = time.monotonic()
-        caller = await Caller.dial(gateway_text.port)  # the greeting turn runs action_session_start: it hangs
+        caller = await Caller.dial(gateway_text.port)
+        await opening_heard(caller)  # the gateway's own greeting: no assistant needed yet
+        first, started = len(caller.frames), time.monotonic()
+        await caller.send(wire.encode_text("what's my balance"))  # action_session_start runs now: it hangs
         await asyncio.wait_for(caller.hangup.wait(), 20)
         took = time.monotonic() - started
         record = wait_outcome(r, str(caller.call))
         said = prompts(r, caller.call)
-        silence = longest_silence_s(caller, 0)
+        silence = longest_silence_from(caller, first)
         await caller.close()
     finally:
         os.kill(actions.pid, signal.SIGCONT)
@@ -89,10 +111,12 @@ async def test_a_killed_action_server_comes_back_and_fastagi_answers_meanwhile(
     done = str(uuid.uuid4())
     r.hset(call_key(done), mapping={"outcome": "completed"})
     try:
+        caller = await Caller.dial(gateway_text.port)
+        await opening_heard(caller)  # the gateway's own greeting: no assistant needed yet
         os.killpg(actions.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        # A caller in the window: no dead line, a person.
-        caller = await Caller.dial(gateway_text.port)
+        # A caller's turn in the window: no dead line, a person.
+        await caller.send(wire.encode_text("what's my balance"))
         # FastAGI answers the dialplan all along, until the action server is back.
         answered = 0
         while not health(f"{rasa.action_url}/health"):
@@ -106,11 +130,15 @@ async def test_a_killed_action_server_comes_back_and_fastagi_answers_meanwhile(
         record = wait_outcome(r, str(caller.call))
         in_window = prompts(r, caller.call)
         await caller.close()
-        # Back in the chain: a new call gets its greeting (action_session_start runs on the new server).
+        # Back in the chain: a new call's first turn is answered (action_session_start runs on the new
+        # server).
         after = await Caller.dial(gateway_text.port)
-        await after.wait_voiced(25, timeout=30)
+        await opening_heard(after)
+        opening = after.voiced_frames()
+        await after.send(wire.encode_text("what are your opening hours"))
+        await after.wait_voiced(opening + 25, timeout=30)
         await after.send(wire.encode_hangup())
-        wait_outcome(r, str(after.call))
+        after_record = wait_outcome(r, str(after.call))
         await after.close()
     finally:
         stop.set()
@@ -121,6 +149,7 @@ async def test_a_killed_action_server_comes_back_and_fastagi_answers_meanwhile(
     )
     assert answered >= 3
     assert record["outcome"] == "handoff", (record, in_window)
+    assert after_record["outcome"] == "abandoned" and after_record["turns"] == "1", after_record
     new = rasa.process("actions")
     assert new is not None and new.pid != actions.pid and new.poll() is None
     assert said[0].startswith("actions was killed by SIGKILL after ")
