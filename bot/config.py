@@ -13,6 +13,7 @@ from pathlib import Path
 
 from actions.shared.paths import NLU_DATA, REPO_ROOT, VOICES
 from bot.callbacks.requests import CallbackError, CallbackSettings
+from bot.vad import EndpointerConfig
 from telephony.agi import AgiConfig
 from telephony.amiconn import AmiConfig
 
@@ -192,6 +193,10 @@ class Config:
     older than this are purged, seconds; always positive."""
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
+    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+    """End of turn and barge-in (``ATTENDANT_ENDPOINTING``, ``ATTENDANT_TURN_*``, ``ATTENDANT_ECHO_*``)."""
+    turn_words_file: Path = field(default_factory=lambda: NLU_DATA / "turntaking.yml")
+    """Hesitations and backchannels (``ATTENDANT_TURN_WORDS``); editors own the lists."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -260,4 +265,22 @@ class Config:
             retention_s=_float(e, "ATTENDANT_RETENTION_S", 86400.0, 60.0, 400 * 86400.0),
             voicemail_retention_s=voicemail_retention_s(e),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
+            endpointer=endpointer_from_env(e),
+            turn_words_file=Path(e.get("ATTENDANT_TURN_WORDS", str(NLU_DATA / "turntaking.yml"))),
         )
+
+
+def endpointer_from_env(e: Mapping[str, str]) -> EndpointerConfig:
+    """``ATTENDANT_ENDPOINTING`` (``adaptive`` | ``fixed``) and the timings, seconds and dB."""
+    d = EndpointerConfig()
+    return EndpointerConfig(
+        mode=_choice(e, "ATTENDANT_ENDPOINTING", d.mode, ("adaptive", "fixed")),
+        trailing_silence_s=_float(e, "ATTENDANT_TURN_SILENCE_S", d.trailing_silence_s, 0.1, 5.0),
+        complete_s=_float(e, "ATTENDANT_TURN_COMPLETE_S", d.complete_s, 0.05, 5.0),
+        expecting_s=_float(e, "ATTENDANT_TURN_EXPECTING_S", d.expecting_s, 0.1, 10.0),
+        hesitation_s=_float(e, "ATTENDANT_TURN_HESITATION_S", d.hesitation_s, 0.1, 10.0),
+        barge_in_s=_float(e, "ATTENDANT_BARGE_IN_S", d.barge_in_s, 0.02, 5.0),
+        backchannel_max_s=_float(e, "ATTENDANT_BACKCHANNEL_MAX_S", d.backchannel_max_s, 0.1, 10.0),
+        echo_margin_db=_float(e, "ATTENDANT_ECHO_MARGIN_DB", d.echo_margin_db, -60.0, 60.0),
+        echo_window_s=_float(e, "ATTENDANT_ECHO_WINDOW_S", d.echo_window_s, 0.02, 1.0),
+    )

@@ -34,6 +34,7 @@ from bot.prompts import Prompts
 from bot.retention import Purge
 from bot.session import CallSession, SessionDeps
 from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
+from bot.turntaking import TurnWords
 from bot.waits import ModelWaits
 from bot.whisper import WhisperLeg
 from telephony.ami import AmiClient
@@ -80,6 +81,7 @@ class Gateway:
         self.config = config
         self.opening = opening
         self.prompts = Prompts.load(config.prompts_file)
+        self.turn_words = TurnWords.load(config.turn_words_file)
         self.asr_pool = ThreadPoolExecutor(config.asr.threads, thread_name_prefix="asr")
         self.tts_pool = ThreadPoolExecutor(config.tts.threads, thread_name_prefix="tts")
         self.asr = VoskEngine(config.asr.model_dir) if config.asr.model_dir is not None else None
@@ -141,6 +143,8 @@ class Gateway:
             waits=self.waits,
             lines=self.store if self.config.gateway.after_hours else None,
             callers=self.store,
+            endpointer=self.config.endpointer,
+            turn_words=self.turn_words,
             on_end=lambda s: self.sessions.pop(s.call_id, None),
         )
         session = CallSession(call_id, out, deps, self.config.gateway)

@@ -5,6 +5,10 @@ sent anything, so the pacer sends a frame on every tick of an absolute schedule 
 from sleep overshoot) for the whole call. Only frames already due are written, so the lead over real time
 stays under one frame and :meth:`Pacer.clear` (barge-in) silences the bot within 20 ms. If the loop stalls
 for longer than ``max_lag_s`` the schedule restarts rather than bursting the backlog at the caller.
+
+Every frame sent is noted in :attr:`Pacer.reference` (its energy, for the echo gate of barge-in), and
+:meth:`Pacer.hold` pauses the voice (silence goes out, the queue is kept) while a possible interruption is
+being confirmed: :meth:`Pacer.release` resumes where it stopped, :meth:`Pacer.clear` drops the rest.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from bot.audio import resample
+from bot.turntaking import EchoReference
 from telephony.frames import FRAME_MS, AudioOut, frame_bytes
 from telephony.pacing import Schedule
 
@@ -33,6 +38,7 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_lag_s: float = 0.2,
+        reference: EchoReference | None = None,
     ) -> None:
         self._send = send
         self.rate = rate
@@ -49,6 +55,10 @@ class Pacer:
         self.on_voice_start: Callable[[float], None] | None = None
         """Called with the clock time when the first frame of a new utterance goes out."""
         self._was_voice = False
+        self.reference = reference or EchoReference()
+        """What was just sent, for the echo gate."""
+        self.held = False
+        """The voice is paused (silence goes out; the queue is kept)."""
 
     @property
     def speaking(self) -> bool:
@@ -72,9 +82,18 @@ class Pacer:
         if self._queue:
             self._idle.clear()
 
+    def hold(self) -> None:
+        """Pause the voice from the next frame on, keeping what is queued (a possible barge-in)."""
+        self.held = True
+
+    def release(self) -> None:
+        """Resume a held voice where it stopped."""
+        self.held = False
+
     def clear(self) -> int:
         """Drop everything queued (barge-in). Returns the milliseconds dropped."""
         dropped = len(self._queue) * FRAME_MS
+        self.held = False
         self._queue.clear()
         self._idle.set()
         return dropped
@@ -113,7 +132,7 @@ class Pacer:
             await self._sleep(max(0.0, schedule.due(n) - self._clock()))
 
     def _send_one(self) -> None:
-        if self._queue:
+        if self._queue and not self.held:
             frame = self._queue.popleft()
             if not self._was_voice:
                 self._was_voice = True
@@ -126,4 +145,5 @@ class Pacer:
             frame = b"\0" * frame_bytes(self.rate)
             self._was_voice = False
         self._send(frame, self.rate)
+        self.reference.sent(self._clock(), frame)
         self.frames_sent += 1

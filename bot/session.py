@@ -64,6 +64,7 @@ from bot.prompts import Prompts
 from bot.routing import choose_route
 from bot.speaking import Speaker
 from bot.tts import Speech
+from bot.turntaking import EXPECTING, EchoReference, TurnWords
 from bot.vad import EndpointerConfig
 from bot.waits import Wait, Waits, wait_sentence
 from telephony.audiosocket import audio_rate
@@ -125,16 +126,24 @@ class TurnTiming:
     transcript_at: float | None = None
     reply_at: float | None = None
     first_audio_at: float | None = None
+    end_rule: str | None = None
+    """Which end-of-turn rule ended a spoken turn (``complete``, ``hesitation``, ``expecting:digits``...)."""
+    silence_s: float | None = None
+    """Trailing silence the endpointer waited before declaring the end (``end_of_speech`` is that moment)."""
 
-    def as_ms(self) -> dict[str, float | None]:
+    def as_ms(self) -> dict[str, Any]:
         def ms(t: float | None) -> float | None:
             return None if t is None else round((t - self.end_of_speech) * 1000, 1)
 
-        return {
+        marks: dict[str, Any] = {
             "asr": ms(self.transcript_at),
             "rasa": ms(self.reply_at),
             "first_audio": ms(self.first_audio_at),
         }
+        if self.end_rule is not None:
+            marks["end_rule"] = self.end_rule
+            marks["silence"] = None if self.silence_s is None else round(self.silence_s * 1000, 1)
+        return marks
 
 
 @dataclass
@@ -159,6 +168,8 @@ class SessionDeps:
     """Who is calling, for the greeting (the customer store); ``None``: every caller greeted alike."""
     wall_clock: Callable[[], float] = time.time
     """Unix seconds: opening hours, callback times (tests pass a fixed one)."""
+    turn_words: TurnWords = field(default_factory=TurnWords.load)
+    """Hesitations and backchannels (``nlu-data/turntaking.yml``)."""
 
 
 class LineSource(Protocol):
@@ -220,15 +231,23 @@ class CallSession:
         self.frames_in = 0
         """Frames the edge delivered (audio, keys, text)."""
         self.timings: list[TurnTiming] = []
-        self.speaker = Speaker(deps.speech, Pacer(out.send_audio, 8000, clock=deps.clock))
+        ep = deps.endpointer
+        reference = EchoReference(ep.echo_window_s, ep.echo_margin_db)
+        pacer = Pacer(out.send_audio, 8000, clock=deps.clock, reference=reference)
+        self.speaker = Speaker(deps.speech, pacer)
         self.speaker.pacer.on_voice_start = self._on_voice_start
         self.listener = Listener(
             deps.asr,
             deps.asr_executor,
-            deps.endpointer,
+            ep,
             clock=deps.clock,
             on_heard=self._heard,
             on_voice=self._barge_in,
+            words=deps.turn_words,
+            reference=reference,
+            talking=lambda: self.speaker.speaking,
+            on_pause=self.speaker.pause,
+            on_resume=self.speaker.resume,
         )
         self.keypad = Keypad(deps.prompts.keypad)
         self._inputs: asyncio.Queue[Transcript | _Control] = asyncio.Queue()
@@ -302,6 +321,10 @@ class CallSession:
     def _heard(self, transcript: Transcript, end_of_speech: float) -> None:
         now = self._clock()
         self._pending_timing = TurnTiming("asr", end_of_speech, transcript_at=now)
+        decision = self.listener.last_decision
+        if decision is not None:
+            self._pending_timing.end_rule = decision.rule
+            self._pending_timing.silence_s = decision.silence_s
         self._last_activity = now
         words = caller_words(transcript.text)
         if words != transcript.text:
@@ -480,6 +503,8 @@ class CallSession:
             if reply.context is not None:
                 self.end.context = dict(reply.context)
                 await self.record.keep_context(reply.context)
+                expecting = reply.context.get("expecting")
+                self.listener.expecting = expecting if expecting in EXPECTING else "free"
             if source != "system":
                 # Written after the reply: the assistant says whether the words held a secret (a PIN).
                 line = caller_line(text, source, redacted=reply.input_redacted, heard_as=reply.heard_as)
@@ -690,6 +715,7 @@ class CallSession:
         if answer is not False:
             return None
         previous = self.keypad.use_menu({})
+        expecting, self.listener.expecting = self.listener.expecting, "digits"  # an hour
         try:
             for _ in range(2):
                 await self._say_callback_line("ask_window")
@@ -718,6 +744,7 @@ class CallSession:
                     return None
             return None
         finally:
+            self.listener.expecting = expecting
             self.keypad.use_menu(previous)
 
     async def _submit(
@@ -856,6 +883,7 @@ class CallSession:
     async def _ask_digits(self) -> str | None:
         """Ask for a number on the keypad (spoken digits count too); ``None`` when none came."""
         previous = self.keypad.use_menu({})
+        expecting, self.listener.expecting = self.listener.expecting, "digits"  # a pause between digits
         try:
             await self._say_callback_line("ask_number")
             for attempt in range(self._cfg.no_input_retries + 1):
@@ -873,6 +901,7 @@ class CallSession:
                     await self._say_callback_line("ask_number")
             return None
         finally:
+            self.listener.expecting = expecting
             self.keypad.use_menu(previous)
 
     async def _finish(

@@ -2,9 +2,10 @@
 
 Text goes to :class:`bot.tts.Speech` (Piper in a worker thread, one sentence at a time, fixed phrases from the
 prompt cache) and each sentence into the :class:`bot.pacer.Pacer`, which sends one 20 ms frame every 20 ms
-(silence when idle) for the whole call. :meth:`Speaker.stop` drops what is queued: the bot falls silent
-within one frame, and synthesis still running for the interrupted text is abandoned (an epoch counter tells
-the loop the text it is feeding is stale).
+(silence when idle) for the whole call. :meth:`Speaker.pause` holds the voice while a possible
+interruption is confirmed (:meth:`Speaker.resume` goes on). :meth:`Speaker.stop` drops what is queued: the
+bot falls silent within one frame, and synthesis still running for the interrupted text is abandoned (an
+epoch counter tells the loop the text it is feeding is stale).
 """
 
 from __future__ import annotations
@@ -44,10 +45,23 @@ class Speaker:
                 break
             self.pacer.enqueue(audio)
 
+    def pause(self) -> bool:
+        """The caller may be interrupting: fall silent from the next frame, keeping the rest queued. Whether
+        the bot was talking."""
+        if not self.pacer.speaking:
+            return False
+        self.pacer.hold()
+        return True
+
+    def resume(self) -> None:
+        """It was not an interruption (echo, a backchannel): go on where the voice paused."""
+        self.pacer.release()
+
     def stop(self) -> int:
         """Barge-in: drop everything queued and abandon the text being synthesised. Returns the
         milliseconds of bot audio dropped (0 when the bot was not talking: nothing happens)."""
         if not self.pacer.speaking:
+            self.pacer.release()
             return 0
         dropped = self.pacer.clear()
         self._epoch += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,48 @@ class EndpointerConfig:
     """An utterance longer than this is ended regardless."""
     barge_in_s: float = 0.3
     """Continuous-ish speech while the bot talks that counts as the caller interrupting."""
+    mode: str = "adaptive"
+    """``adaptive``: the silence that ends a turn depends on the partial result and on what the dialogue
+    expects (:mod:`bot.turntaking`); ``fixed``: always ``trailing_silence_s`` (``ATTENDANT_ENDPOINTING``)."""
+    complete_s: float = 0.25
+    """Adaptive: silence after a stable partial that looks like a complete turn."""
+    expecting_s: float = 1.2
+    """Adaptive: silence while the dialogue expects a digit string, a date or an address."""
+    hesitation_s: float = 1.2
+    """Adaptive: silence after a partial ending in a hesitation ("um", "and", "my number is")."""
+    echo_margin_db: float = 6.0
+    """Caller audio counts as speech while the bot talks only if louder than the loudest frame the bot sent
+    within ``echo_window_s`` minus this margin (telephone echo comes back 10-20 dB down)."""
+    echo_window_s: float = 0.16
+    """How far back the outbound reference reaches: the longest echo delay (120 ms), a frame, jitter."""
+    backchannel_max_s: float = 0.8
+    """Speech while the bot talks whose words are only a backchannel ("mm-hmm", "yeah") interrupts only if it
+    goes on this long."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("adaptive", "fixed"):
+            raise ValueError(f"endpointing mode {self.mode!r} must be adaptive or fixed")
+        for name in ("trailing_silence_s", "complete_s", "expecting_s", "hesitation_s", "echo_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Why an utterance ended: what a benchmark counts (false cuts by rule)."""
+
+    rule: str
+    """``fixed``, ``complete``, ``expecting:<kind>``, ``hesitation``, ``unsure`` or ``max-length``."""
+    silence_s: float
+    """Trailing silence waited before the end was declared, seconds."""
+
+
+class TurnPolicy(Protocol):
+    """How much trailing silence ends the current utterance (:class:`bot.turntaking.AdaptivePolicy`)."""
+
+    def silence(self, partial: str, caught_up: bool, expecting: str) -> tuple[float, str]:
+        """(seconds of silence needed, the rule's name) for this partial and dialogue expectation."""
+        ...
 
 
 class Event(Enum):
@@ -42,8 +85,16 @@ class Event(Enum):
 class Endpointer:
     """Start and end of caller utterances from per-frame VAD verdicts and a clock."""
 
-    def __init__(self, config: EndpointerConfig | None = None) -> None:
+    def __init__(self, config: EndpointerConfig | None = None, policy: TurnPolicy | None = None) -> None:
         self.config = config or EndpointerConfig()
+        self.policy = policy
+        """``None``: the fixed rule (``trailing_silence_s``)."""
+        self.expecting = "free"
+        """What the dialogue asked for: ``digits``, ``date``, ``address`` or ``free``."""
+        self.last_decision: Decision | None = None
+        """Why the last utterance ended."""
+        self._partial = ""
+        self._partial_covers = 0.0
         self.in_utterance = False
         self._voiced: list[tuple[float, float]] = []  # (time, seconds voiced) within the start window
         self._started_at = 0.0
@@ -77,6 +128,27 @@ class Endpointer:
             self._speech_run_s += duration_s
         return self._check(now)
 
+    def hear(self, partial: str, covers: float) -> None:
+        """The recogniser's words so far for the open utterance, decoded from audio up to time ``covers``."""
+        if self.in_utterance:
+            self._partial, self._partial_covers = partial, covers
+
+    def silence_at(self, now: float) -> float:
+        """Seconds since the caller's last voiced frame in the open utterance (0 when none is open)."""
+        return now - self._last_speech_at if self.in_utterance else 0.0
+
+    @property
+    def partial(self) -> str:
+        """The recogniser's words so far in the open utterance."""
+        return self._partial
+
+    def needed_silence(self) -> tuple[float, str]:
+        """Trailing silence that would end the utterance now, and the rule that says so."""
+        if self.policy is None:
+            return self.config.trailing_silence_s, "fixed"
+        caught_up = bool(self._partial) and self._partial_covers >= self._last_speech_at
+        return self.policy.silence(self._partial, caught_up, self.expecting)
+
     def tick(self, now: float) -> Event | None:
         """Timer: ends an utterance after trailing silence even when no frames arrive."""
         if not self.in_utterance:
@@ -85,16 +157,20 @@ class Endpointer:
 
     def _check(self, now: float) -> Event | None:
         c = self.config
-        if now - self._last_speech_at >= c.trailing_silence_s or now - self._started_at >= c.max_utterance_s:
-            self.reset()
-            return Event.END
-        return None
+        silence = now - self._last_speech_at
+        needed, rule = self.needed_silence()
+        if silence < needed and now - self._started_at < c.max_utterance_s:
+            return None
+        self.last_decision = Decision(rule if silence >= needed else "max-length", round(silence, 3))
+        self.reset()
+        return Event.END
 
     def reset(self) -> None:
         """Forget the current utterance (the recogniser finished it, or the call moved on)."""
         self.in_utterance = False
         self._voiced.clear()
         self._speech_run_s = 0.0
+        self._partial, self._partial_covers = "", 0.0
 
 
 class WebRtcVad:

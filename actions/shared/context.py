@@ -25,6 +25,8 @@ Keys::
     handoff_reason  once the assistant decided to hand the call over; ``handoff`` {reason, skill} then too
     history         {"orders", "incidents", "bookings"} read from the store at verification, verified only
     pin_attempts    failed verification attempts in this call
+    expecting       what the question just asked wants: "digits" | "date" | "address" | "free" (the gateway
+                    waits longer before it takes a pause as the end of such an answer)
 
 Never the PIN or the date of birth (they are not slots an agent may see, and the channel keeps them out of
 the conversation record); the caller's words are not here either — the redacted transcript is the call's
@@ -72,6 +74,20 @@ CONTEXT_SLOTS = (
     "referral",
 )
 """Slots an agent may see in the context (never the PIN or date of birth slots)."""
+
+EXPECTING_BY_SLOT: Mapping[str, str] = {
+    "pin": "digits",
+    "order_ref": "digits",
+    "callback_number": "digits",
+    "quantity": "digits",
+    "dob": "date",
+    "booking_when": "date",
+    "callback_when": "date",
+    "address": "address",
+    "delivery_address": "address",
+}
+"""What kind of answer each form question wants (the form's ``requested_slot``); any other slot, or no
+question, is ``free``. Slot names come from the domain, not from editors' wording."""
 
 MAX_INTENTS = 6
 """How many of the caller's latest intents the context lists."""
@@ -146,4 +162,5 @@ def call_context(get_slot: SlotGetter, events: Iterable[Mapping[str, Any]] = ())
         "handoff_reason": reason,
         "handoff": {"reason": reason, "skill": skill.value} if reason else None,
         "pin_attempts": int(get_slot("pin_attempts") or 0),
+        "expecting": EXPECTING_BY_SLOT.get(str(get_slot("requested_slot") or ""), "free"),
     }
