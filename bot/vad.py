@@ -146,7 +146,7 @@ class Endpointer:
         """Trailing silence that would end the utterance now, and the rule that says so."""
         if self.policy is None:
             return self.config.trailing_silence_s, "fixed"
-        caught_up = bool(self._partial) and self._partial_covers >= self._last_speech_at
+        caught_up = bool(self._partial) and self._partial_covers >= self._last_speech_at - 0.001
         return self.policy.silence(self._partial, caught_up, self.expecting)
 
     def tick(self, now: float) -> Event | None:
