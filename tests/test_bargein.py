@@ -12,10 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from actions.shared.paths import REPO_ROOT
 from bot.asr import AsrUpdate
 from bot.dialogue import Reply
-from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
 from bot.turntaking import TurnWords
@@ -65,7 +63,11 @@ class Asr:
 
 class BargeHarness(Harness):
     def __init__(self, asr_words: str, *, margin_db: float = 6.0, words: TurnWords | None = None) -> None:
-        super().__init__(ScriptedDialogue({"/session_start": LONG, asr_words: SILENT}), asr=Asr(asr_words))  # type: ignore[arg-type]
+        super().__init__(
+            ScriptedDialogue({asr_words: SILENT}),
+            asr=Asr(asr_words),  # type: ignore[arg-type]
+            greeting=LONG.texts[0],  # the gateway's own greeting, long enough to talk over
+        )
         self.synth = NoiseSynth()  # type: ignore[assignment]
         self.margin_db = margin_db
         self.words = words or TurnWords.load()
@@ -74,7 +76,7 @@ class BargeHarness(Harness):
         deps = SessionDeps(
             speech=Speech(self.synth, PromptCache(None), self.pool),
             dialogue=self.dialogue,
-            prompts=Prompts.load(REPO_ROOT / "nlu-data" / "prompts.yml"),
+            prompts=self.prompts,
             redis=self.redis,
             asr=self.asr,  # type: ignore[arg-type]
             asr_executor=self.pool,
@@ -141,7 +143,7 @@ async def test_the_bots_own_echo_does_not_barge_in() -> None:
         assert session.barge_ins == 0, caller.voiced_runs()
         assert session.listener.gated > 20  # the VAD heard the echo as speech; the gate kept it out
         assert len(line.voiced_at) >= 90  # the bot talked on: no pause, no cut
-        assert [text for _, text, _ in h.dialogue.calls] == ["/session_start"]
+        assert h.dialogue.calls == []
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
@@ -177,7 +179,7 @@ async def test_caller_speech_over_the_echo_stops_the_bot_within_200_ms() -> None
         assert not session.speaker.pacer.speaking  # the rest of the six seconds was dropped, not played
         assert len(line.voiced_at) < 60  # about 0.7 s of the 6 s greeting reached the caller
         texts = [text for _, text, _ in h.dialogue.calls]
-        assert texts == ["/session_start", "i need to speak to someone"]
+        assert texts == ["i need to speak to someone"]
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
@@ -198,13 +200,13 @@ async def test_a_backchannel_does_not_interrupt_unless_configured_otherwise(conf
         texts = [text for _, text, _ in h.dialogue.calls]
         if configured:
             assert session.barge_ins == 0
-            assert texts == ["/session_start"]  # a backchannel is not a turn
+            assert texts == []  # a backchannel is not a turn
             assert line.speech_started is not None
             resumed = [t for t in line.voiced_at if t > line.speech_started + 0.8]
             assert len(resumed) >= 40  # paused while it was unclear, then went on
         else:
             assert session.barge_ins == 1
-            assert texts == ["/session_start", "mm hmm"]
+            assert texts == ["mm hmm"]
             assert len(line.voiced_at) < 50
         await caller.send(wire.encode_hangup())
         await caller.close()
