@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
 
 from actions.shared.paths import NLU_DATA
 from bot.asr import AsrUpdate
+from bot.config import Config, ConfigError
 from bot.dialogue import Parsed
 from bot.gateway import fixed_phrases
 from bot.listening import Listener
@@ -29,7 +31,9 @@ from bot.speculation import Speculator
 from bot.tts import PromptCache, Speech
 from bot.turntaking import AdaptivePolicy, TurnWords
 from bot.vad import Endpointer, EndpointerConfig, Event
+from telephony import audiosocket as wire
 from telephony.frames import AudioIn, Transcript
+from tests.test_session import Caller, FakeAsrEngine, Harness, ScriptedDialogue, start, stop
 
 F = 0.02
 CONFIG = EndpointerConfig()  # complete 0.25 s, fixed rule 0.6 s, confident 0.8, parse timeout 0.15 s
@@ -343,3 +347,79 @@ async def test_a_cached_prompt_leaves_within_20_ms_of_the_decision_and_an_uncach
         assert gap > 0.020, "without the warm cache the first frame waits for the voice"
     finally:
         pool.shutdown()
+
+
+# --- through a call, over real AudioSocket ----------------------------------------------------------------
+
+
+class SpeculatingDialogue(ScriptedDialogue):
+    """The scripted assistant with a parse-only route answering ``parsed``."""
+
+    def __init__(self, parsed: Parsed) -> None:
+        super().__init__({})
+        self.parsed = parsed
+        self.parses: list[tuple[str, str, dict[str, Any], float]] = []
+
+    async def parse(
+        self, sender: str, text: str, metadata: Mapping[str, Any] | None = None, *, timeout_s: float = 0.15
+    ) -> Parsed:
+        self.parses.append((sender, text, dict(metadata or {}), timeout_s))
+        return self.parsed
+
+
+@pytest.mark.parametrize("sure", [True, False])
+async def test_a_call_speculates_on_the_partial_and_commits_only_the_turn(sure: bool) -> None:
+    """The fake recogniser's partial is "words" and its final "i heard you": a confident speculation sends
+    "words" at the decision (the final, differing, is only counted); an unsure one waits for the final."""
+    dialogue = SpeculatingDialogue(confident() if sure else Parsed("ask_balance", 0.4))
+    h = Harness(dialogue, asr=FakeAsrEngine(), greeting="Hi.")
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await asyncio.sleep(0.3)  # the greeting is over
+        rng = np.random.default_rng(1)
+        for _ in range(25):
+            await caller.send(wire.encode_audio(rng.normal(0, 6000, 160).astype(np.int16).tobytes(), 8000))
+            await asyncio.sleep(0.02)
+        await until(lambda: bool(dialogue.calls))
+        await asyncio.sleep(0.3)
+        session = h.sessions[str(caller.call)]
+        assert session.speculator is not None
+        assert {text for _, text, _, _ in dialogue.parses} == {"words"}, "parsed once per new partial"
+        sender, _, meta, timeout_s = dialogue.parses[0]
+        assert sender == str(caller.call) and meta["input"] == "asr" and timeout_s == CONFIG.parse_timeout_s
+        timing = session.timings[0]
+        if sure:
+            assert [text for _, text, _ in dialogue.calls] == ["words"]
+            assert timing.early and timing.end_rule == "complete"
+            assert session.speculator.stats.committed == 1 and session.speculator.stats.final_differs == 1
+        else:
+            assert [text for _, text, _ in dialogue.calls] == ["i heard you"]
+            assert not timing.early and timing.end_rule == "unsure"
+        await caller.close()
+    finally:
+        await stop(h)
+
+
+def test_speculation_settings() -> None:
+    assert Config.from_env({}).tts.warm_rates == (8000, 16000)
+    mine = Config.from_env(
+        {
+            "ATTENDANT_SPECULATE": "off",
+            "ATTENDANT_TURN_CONFIDENT": "0.9",
+            "ATTENDANT_PARSE_TIMEOUT_S": "0.2",
+            "ATTENDANT_WARM_RATES": "8000, 16000,48000,8000",
+        }
+    )
+    ep = mine.endpointer
+    assert (ep.speculate, ep.confident, ep.parse_timeout_s) == (False, 0.9, 0.2)
+    assert mine.tts.warm_rates == (8000, 16000, 48000)
+    for name, bad in [
+        ("ATTENDANT_SPECULATE", "maybe"),
+        ("ATTENDANT_TURN_CONFIDENT", "1.5"),
+        ("ATTENDANT_PARSE_TIMEOUT_S", "0"),
+        ("ATTENDANT_WARM_RATES", "8000,11025"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            Config.from_env({name: bad})
