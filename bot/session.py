@@ -44,7 +44,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
@@ -348,6 +348,8 @@ class CallSession:
             self._pending_timing.end_rule = decision.rule
             self._pending_timing.silence_s = decision.silence_s
         self._pending_timing.early = self.listener.sent_early
+        if self.speculator is not None:
+            self.speculator.forget()
         self._last_activity = now
         words = caller_words(transcript.text)
         if words != transcript.text:
@@ -409,13 +411,14 @@ class CallSession:
             if self._d.on_end is not None:
                 self._d.on_end(self)
             log.info(
-                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d frames_out=%d",
+                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d frames_out=%d speculation=%s",
                 self.call_id,
                 end.outcome,
                 end.reason or "",
                 self.turns,
                 self.barge_ins,
                 self.speaker.pacer.frames_sent,
+                json.dumps(asdict(self.speculator.stats)) if self.speculator is not None else "off",
             )
 
     async def _decide_rate(self) -> None:

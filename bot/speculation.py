@@ -107,6 +107,13 @@ class Speculator:
         if final != committed:
             self.stats.final_differs += 1
 
+    def forget(self) -> None:
+        """A turn was sent: what was parsed belongs to it (the next question may shield the same words
+        differently), so the next utterance starts afresh. A parse in flight finishes unused."""
+        self._text = None
+        self._result = None
+        self._failed = False
+
     def close(self) -> None:
         """The call ended: drop a parse in flight."""
         if self._task is not None:
