@@ -16,6 +16,7 @@ from bot.callbacks.requests import CallbackError, CallbackSettings
 from bot.vad import EndpointerConfig
 from telephony.agi import AgiConfig
 from telephony.amiconn import AmiConfig
+from telephony.audiosocket import audio_rate
 
 
 class ConfigError(ValueError):
@@ -154,6 +155,9 @@ class TtsConfig:
     """Speaking rate: above 1 slower, below 1 faster."""
     lexicon: Path = field(default_factory=lambda: VOICES / "lexicon.yml")
     """How particular words are said (``WRITTEN: spoken``)."""
+    warm_rates: tuple[int, ...] = (8000, 16000)
+    """Call rates every fixed phrase is rendered at when the gateway starts (``ATTENDANT_WARM_RATES``, comma
+    separated Hertz): a fixed phrase at these rates leaves within a frame of the decision to say it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +197,8 @@ class Config:
     older than this are purged, seconds; always positive."""
     prompts_file: Path = field(default_factory=lambda: NLU_DATA / "prompts.yml")
     """Fixed phrases the gateway speaks itself (technical fault, no input); editors own the wording."""
+    domain_file: Path = field(default_factory=lambda: NLU_DATA / "domain.yml")
+    """The assistant's domain (``ATTENDANT_DOMAIN``): its fixed responses are rendered at start too."""
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     """End of turn and barge-in (``ATTENDANT_ENDPOINTING``, ``ATTENDANT_TURN_*``, ``ATTENDANT_ECHO_*``)."""
     turn_words_file: Path = field(default_factory=lambda: NLU_DATA / "turntaking.yml")
@@ -249,6 +255,7 @@ class Config:
                 cache_dir=Path(e.get("ATTENDANT_PROMPT_CACHE", str(VOICES / "cache"))),
                 length_scale=_float(e, "ATTENDANT_TTS_LENGTH_SCALE", 1.0, 0.5, 2.0),
                 lexicon=Path(e.get("ATTENDANT_LEXICON", str(VOICES / "lexicon.yml"))),
+                warm_rates=warm_rates(e),
             ),
             console=ConsoleConfig(
                 host=e.get("ATTENDANT_CONSOLE_HOST", "127.0.0.1"),
@@ -265,9 +272,26 @@ class Config:
             retention_s=_float(e, "ATTENDANT_RETENTION_S", 86400.0, 60.0, 400 * 86400.0),
             voicemail_retention_s=voicemail_retention_s(e),
             prompts_file=Path(e.get("ATTENDANT_PROMPTS", str(NLU_DATA / "prompts.yml"))),
+            domain_file=Path(e.get("ATTENDANT_DOMAIN", str(NLU_DATA / "domain.yml"))),
             endpointer=endpointer_from_env(e),
             turn_words_file=Path(e.get("ATTENDANT_TURN_WORDS", str(NLU_DATA / "turntaking.yml"))),
         )
+
+
+def warm_rates(e: Mapping[str, str]) -> tuple[int, ...]:
+    """``ATTENDANT_WARM_RATES``: the call rates fixed phrases are rendered at, e.g. ``8000,16000``."""
+    name = "ATTENDANT_WARM_RATES"
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return TtsConfig().warm_rates
+    rates: list[int] = []
+    for part in raw.split(","):
+        rate = audio_rate(part)
+        if rate is None:
+            raise ConfigError(f"{name}={raw!r}: {part.strip()!r} is not an AudioSocket rate")
+        if rate not in rates:
+            rates.append(rate)
+    return tuple(rates)
 
 
 def endpointer_from_env(e: Mapping[str, str]) -> EndpointerConfig:
@@ -283,4 +307,7 @@ def endpointer_from_env(e: Mapping[str, str]) -> EndpointerConfig:
         backchannel_max_s=_float(e, "ATTENDANT_BACKCHANNEL_MAX_S", d.backchannel_max_s, 0.1, 10.0),
         echo_margin_db=_float(e, "ATTENDANT_ECHO_MARGIN_DB", d.echo_margin_db, -60.0, 60.0),
         echo_window_s=_float(e, "ATTENDANT_ECHO_WINDOW_S", d.echo_window_s, 0.02, 1.0),
+        speculate=_choice(e, "ATTENDANT_SPECULATE", "on" if d.speculate else "off", ("on", "off")) == "on",
+        confident=_float(e, "ATTENDANT_TURN_CONFIDENT", d.confident, 0.0, 1.0),
+        parse_timeout_s=_float(e, "ATTENDANT_PARSE_TIMEOUT_S", d.parse_timeout_s, 0.01, 2.0),
     )

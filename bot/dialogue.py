@@ -127,6 +127,18 @@ class Understood:
     confidence: float
 
 
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """What the assistant's model makes of some words, as the turn would see them (masked), recording nothing:
+    a speculative parse of the caller's words before the end of the turn."""
+
+    intent: str
+    confidence: float
+    entities: tuple[Mapping[str, Any], ...] = ()
+    masked: bool = False
+    """The words held something the channel masks (a card number, a PIN)."""
+
+
 class Dialogue(Protocol):
     """Something that answers a caller turn (the real one is :class:`RasaClient`)."""
 
@@ -189,6 +201,34 @@ class RasaClient:
         if not isinstance(body, dict):
             raise DialogueError("unexpected understanding shape")
         return Understood(str(body.get("intent") or ""), float(body.get("confidence") or 0.0))
+
+    async def parse(
+        self, sender: str, text: str, metadata: Mapping[str, Any] | None = None, *, timeout_s: float = 0.15
+    ) -> Parsed:
+        """The parse-only route: the model's reading of ``text`` (intent, confidence, entities), no tracker
+        created or touched. Never retried; an answer slower than ``timeout_s`` raises
+        :class:`DialogueTimeout`."""
+        http = await self._http()
+        url = self._url.rsplit("/", 1)[0] + "/parse"
+        body = {"sender": sender, "message": text, "metadata": dict(metadata or {})}
+        try:
+            async with http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                if resp.status != 200:
+                    raise DialogueError(f"rasa answered HTTP {resp.status}")
+                answer = await resp.json(content_type=None)
+        except asyncio.TimeoutError as exc:
+            raise DialogueTimeout("parse too slow") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise DialogueError(f"parse failed: {type(exc).__name__}") from exc
+        if not isinstance(answer, dict):
+            raise DialogueError("unexpected parse shape")
+        entities = answer.get("entities") or []
+        return Parsed(
+            str(answer.get("intent") or ""),
+            float(answer.get("confidence") or 0.0),
+            tuple(e for e in entities if isinstance(e, dict)) if isinstance(entities, list) else (),
+            bool(answer.get("masked")),
+        )
 
     async def close(self) -> None:
         """Close the HTTP session."""

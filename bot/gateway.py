@@ -18,6 +18,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,7 +31,7 @@ from bot.console import Console, ConsoleSettings, build_console, load_agents, ro
 from bot.console.asterisk import AmiCallControl, DeskBridge, DeskFeed
 from bot.console.control import CallControl, LoggedCallControl
 from bot.dialogue import RasaClient
-from bot.prompts import Prompts
+from bot.prompts import Prompts, domain_fixed_texts
 from bot.retention import Purge
 from bot.session import CallSession, SessionDeps
 from bot.tts import Lexicon, PiperSynthesizer, PromptCache, Speech
@@ -153,15 +154,15 @@ class Gateway:
 
     async def start(self) -> None:
         """Warm the fixed prompts, connect to AMI (if configured), serve the console, then listen."""
-        for rate in (8000, 16000):
-            await self.speech.warm(
-                [
-                    *self.prompts.phrases.values(),
-                    *self.prompts.greeting.values(),
-                    *self.prompts.callback.fixed(),
-                ],
-                rate,
-            )
+        fixed = fixed_phrases(self.prompts, self.config.domain_file)
+        started = time.perf_counter()
+        await self.speech.warm(fixed, self.config.tts.warm_rates)
+        log.info(
+            "%d fixed phrases ready at %s Hz in %.1f s",
+            len(fixed),
+            "/".join(str(r) for r in self.config.tts.warm_rates),
+            time.perf_counter() - started,
+        )
         control: CallControl = LoggedCallControl()
         if self.config.ami is not None:
             self.ami = AmiClient(self.config.ami)
@@ -253,6 +254,19 @@ class Gateway:
         self.asr_pool.shutdown(wait=False, cancel_futures=True)
         self.tts_pool.shutdown(wait=False, cancel_futures=True)
         log.info("loop lag %s", self.lag.summary())
+
+
+def fixed_phrases(prompts: Prompts, domain_file: Path) -> list[str]:
+    """Every fixed response a caller may hear, each once: the gateway's own phrases, greetings and callback
+    lines (``prompts.yml``), and the assistant's ``utter_*`` texts without slots (``domain.yml``). They are
+    rendered per call rate when the gateway starts, so each leaves within a frame of the decision."""
+    texts = [
+        *prompts.phrases.values(),
+        *prompts.greeting.values(),
+        *prompts.callback.fixed(),
+        *domain_fixed_texts(domain_file),
+    ]
+    return list(dict.fromkeys(texts))
 
 
 class LineOpening:

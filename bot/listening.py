@@ -19,6 +19,11 @@ Barge-in: while the bot talks, a frame is voiced only if it is louder than the b
 (``on_pause``); it is confirmed (``on_barge_in``: the queued voice is dropped) by words that are not a
 backchannel, or by speech lasting ``barge_in_s`` (no recogniser) / ``backchannel_max_s``; an utterance that
 ends unconfirmed resumes the voice (``on_resume``) and a backchannel is not a turn.
+
+Commit at the decision (``commit_early``, :mod:`bot.speculation`): when the endpointer ends a turn on a
+complete stable partial that the speculation says may be sent at once, ``on_heard`` gets those words at
+the decision; the recogniser's final result of that utterance, which comes after its flush, is only
+compared (``on_final``), never sent a second time.
 """
 
 from __future__ import annotations
@@ -97,6 +102,15 @@ class Listener:
         """For the rare carrier rates the VAD does not take (12, 24, 44.1, 96, 192 kHz)."""
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._utterance_end = 0.0
+        self.commit_early: Callable[[str], bool] | None = None
+        """Whether a turn ending now on these words may be sent at once (the speculation's say)."""
+        self.on_final: Callable[[str, str], None] = lambda committed, final: None
+        """The recogniser's final of a turn committed early: (words committed, final words)."""
+        self._committed: str | None = None
+        """Words sent at the decision, whose recogniser final is still to come."""
+        self._committed_finals: list[str] = []
+        self.sent_early = False
+        """The last utterance was sent at the decision (before the recogniser's final)."""
         self.last_heard_at = clock()
         """When the caller last finished an utterance (or the call began)."""
 
@@ -205,9 +219,31 @@ class Listener:
         self.last_heard_at = now
         if self._asr is not None:
             self._queue.put_nowait(_FLUSH)
+            self._commit_early(now)
         elif self._over_bot and not self._confirmed:
             self._over_bot = False
             self._on_resume()
+
+    def _commit_early(self, now: float) -> None:
+        """At the decision: send the stable partial at once if the speculation vouches for it (not while an
+        interruption of the bot is unconfirmed: a backchannel is no turn)."""
+        decision = self._endpointer.last_decision
+        words = self._endpointer.last_partial.strip()
+        if (
+            self.commit_early is None
+            or decision is None
+            or decision.rule != "complete"
+            or not words
+            or (self._over_bot and not self._confirmed)
+            or not self.commit_early(words)
+        ):
+            return
+        self._committed = words
+        self._committed_finals = list(self._held)
+        self._held.clear()
+        self._over_bot = False
+        self.sent_early = True
+        self._on_heard(Transcript(words, None, "asr"), now)
 
     async def _drain(self) -> list[Any]:
         """Everything queued, waiting for at least one item."""
@@ -236,6 +272,16 @@ class Listener:
 
     def _on_update(self, update: AsrUpdate, covers: float, *, flushed: bool = False) -> None:
         """A recogniser result for audio up to time ``covers``; ``flushed``: the endpointer ended the turn."""
+        if self._committed is not None:
+            # Everything decoded up to the flush belongs to the utterance already sent at the decision.
+            if update.final:
+                self._committed_finals.append(update.final)
+            if flushed:
+                committed, self._committed = self._committed, None
+                final = " ".join(self._committed_finals).strip()
+                self._committed_finals.clear()
+                self.on_final(committed, final)
+            return
         adaptive = self.policy is not None
         if update.final and adaptive and not flushed and self._endpointer.in_utterance:
             self._held.append(update.final)  # Vosk's endpointer fired on a pause; the turn goes on
@@ -267,6 +313,7 @@ class Listener:
                 self._on_resume()
                 return
             self._confirm()
+        self.sent_early = False
         self._on_heard(Transcript(text, confidence, "asr"), end_of_speech)
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:

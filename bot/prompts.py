@@ -252,3 +252,27 @@ class Prompts:
         callback = CallbackWords.parse(path, data.get("callback"))
         greeting = _greetings(path, data.get("greeting"))
         return cls({k: str(v).strip() for k, v in phrases.items()}, menu, whisper, wait, callback, greeting)
+
+
+def domain_fixed_texts(path: Path) -> list[str]:
+    """The assistant's fixed words: every ``text`` of the domain's ``utter_*`` responses without a slot
+    (``{...}``), in file order, each once; what the gateway renders ahead of the first call. A missing
+    domain has none."""
+    try:
+        data: Any = read_yaml(path)
+    except FileNotFoundError:
+        return []
+    except YamlFileError as exc:
+        raise PromptsError(str(exc)) from exc
+    responses = data.get("responses") if isinstance(data, dict) else None
+    if not isinstance(responses, dict):
+        return []
+    found: dict[str, None] = {}
+    for name, variants in responses.items():
+        if not str(name).startswith("utter_") or not isinstance(variants, list):
+            continue
+        for variant in variants:
+            text = variant.get("text") if isinstance(variant, dict) else None
+            if isinstance(text, str) and text.strip() and "{" not in text:
+                found[text.strip()] = None
+    return list(found)

@@ -44,7 +44,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
@@ -55,7 +55,7 @@ from bot.asr import VoskEngine
 from bot.callbacks import submit as submit_callback
 from bot.calls import CallRecord
 from bot.config import GatewayConfig
-from bot.dialogue import Dialogue, DialogueError, Reply
+from bot.dialogue import Dialogue, DialogueError, Parsed, Reply
 from bot.keypad import Keypad
 from bot.listening import Listener
 from bot.offers import said_hours, said_opening, spoken_digits
@@ -63,6 +63,7 @@ from bot.pacer import Pacer
 from bot.prompts import Prompts
 from bot.routing import choose_route
 from bot.speaking import Speaker
+from bot.speculation import Speculator
 from bot.tts import Speech
 from bot.turntaking import EXPECTING, EchoReference, TurnWords
 from bot.vad import EndpointerConfig
@@ -130,6 +131,9 @@ class TurnTiming:
     """Which end-of-turn rule ended a spoken turn (``complete``, ``hesitation``, ``expecting:digits``...)."""
     silence_s: float | None = None
     """Trailing silence the endpointer waited before declaring the end (``end_of_speech`` is that moment)."""
+    early: bool = False
+    """Sent at the decision on a confident speculation, before the recogniser's final
+    (``bot/speculation.py``)."""
 
     def as_ms(self) -> dict[str, Any]:
         def ms(t: float | None) -> float | None:
@@ -143,6 +147,8 @@ class TurnTiming:
         if self.end_rule is not None:
             marks["end_rule"] = self.end_rule
             marks["silence"] = None if self.silence_s is None else round(self.silence_s * 1000, 1)
+        if self.early:
+            marks["early"] = True
         return marks
 
 
@@ -249,6 +255,22 @@ class CallSession:
             on_pause=self.speaker.pause,
             on_resume=self.speaker.resume,
         )
+        self.speculator: Speculator | None = None
+        """Parses of the stable partial before the end of the turn (adaptive mode, a recogniser, and a
+        dialogue with a parse-only route)."""
+        if ep.speculate and self.listener.policy is not None and deps.asr is not None:
+            parse = getattr(deps.dialogue, "parse", None)
+            if parse is not None:
+                self._parse: Any = parse
+                self.speculator = Speculator(
+                    self._parse_partial,
+                    clock=deps.clock,
+                    confident=ep.confident,
+                    timeout_s=ep.parse_timeout_s,
+                )
+                self.listener.policy.completeness = self.speculator.judge
+                self.listener.commit_early = self.speculator.committable
+                self.listener.on_final = self.speculator.final
         self.keypad = Keypad(deps.prompts.keypad)
         self._inputs: asyncio.Queue[Transcript | _Control] = asyncio.Queue()
         self._done = asyncio.Event()
@@ -325,11 +347,24 @@ class CallSession:
         if decision is not None:
             self._pending_timing.end_rule = decision.rule
             self._pending_timing.silence_s = decision.silence_s
+        self._pending_timing.early = self.listener.sent_early
+        if self.speculator is not None:
+            self.speculator.forget()
         self._last_activity = now
         words = caller_words(transcript.text)
         if words != transcript.text:
             transcript = Transcript(words, source=transcript.source, confidence=transcript.confidence)
         self._inputs.put_nowait(transcript)
+
+    async def _parse_partial(self, text: str) -> Parsed:
+        """A speculative parse of the caller's words so far (no tracker touched)."""
+        parsed: Parsed = await self._parse(
+            self.call_id,
+            caller_words(text),
+            self._metadata("asr"),
+            timeout_s=self._d.endpointer.parse_timeout_s,
+        )
+        return parsed
 
     def _queue_turn(self, turn: Transcript | None) -> None:
         """A keypad turn, timed from now."""
@@ -366,6 +401,8 @@ class CallSession:
                     with contextlib.suppress(Exception):
                         self._out.send_hangup()
         finally:
+            if self.speculator is not None:
+                self.speculator.close()
             for task in [*tasks, watch]:
                 task.cancel()
             await asyncio.gather(*tasks, watch, return_exceptions=True)
@@ -374,13 +411,14 @@ class CallSession:
             if self._d.on_end is not None:
                 self._d.on_end(self)
             log.info(
-                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d frames_out=%d",
+                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d frames_out=%d speculation=%s",
                 self.call_id,
                 end.outcome,
                 end.reason or "",
                 self.turns,
                 self.barge_ins,
                 self.speaker.pacer.frames_sent,
+                json.dumps(asdict(self.speculator.stats)) if self.speculator is not None else "off",
             )
 
     async def _decide_rate(self) -> None:

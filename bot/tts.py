@@ -94,6 +94,8 @@ class PromptCache:
     def __init__(self, directory: Path | None, max_items: int = 256) -> None:
         self._dir = directory
         self._mem: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        self._pinned: dict[str, tuple[bytes, ...]] = {}
+        """The fixed phrases rendered at start: kept in memory for good, outside the LRU bound."""
         self._max = max_items
         self._lock = threading.Lock()
         if directory is not None:
@@ -107,10 +109,24 @@ class PromptCache:
     def get(self, key: str) -> tuple[bytes, ...] | None:
         """Sentences cached in memory, or ``None`` (no I/O)."""
         with self._lock:
+            hit = self._pinned.get(key)
+            if hit is not None:
+                return hit
             hit = self._mem.get(key)
             if hit is not None:
                 self._mem.move_to_end(key)
             return hit
+
+    def pin(self, key: str, parts: tuple[bytes, ...]) -> None:
+        """Keep a fixed phrase in memory for good (no I/O)."""
+        with self._lock:
+            self._pinned[key] = parts
+            self._mem.pop(key, None)
+
+    def pinned(self) -> int:
+        """How many phrases are pinned."""
+        with self._lock:
+            return len(self._pinned)
 
     def load(self, key: str) -> tuple[bytes, ...] | None:
         """Sentences from the cache folder (remembered in memory too), or ``None``. Blocking file I/O."""
@@ -155,6 +171,12 @@ def _split_sentences(data: bytes) -> tuple[bytes, ...]:
         parts.append(data[i + 4 : i + 4 + n])
         i += 4 + n
     return tuple(parts)
+
+
+def _render(synth: Synthesizer, text: str, native: int, rates: list[int]) -> list[tuple[bytes, ...]]:
+    """``text`` synthesised once at the voice's own rate, then resampled to each rate. Blocking."""
+    voice = list(synth.sentences(text, native))
+    return [tuple(resample(part, native, rate) for part in voice) for rate in rates]
 
 
 class LexiconError(ValueError):
@@ -253,8 +275,39 @@ class Speech:
             if cache == "disk":
                 await asyncio.to_thread(self._cache.persist, key, tuple(parts))
 
-    async def warm(self, texts: list[str], rate: int) -> None:
-        """Synthesise fixed phrases ahead of the first call."""
-        for text in texts:
-            async for _ in self.say(text, rate):
-                pass
+    def key(self, text: str, rate: int) -> str:
+        """The cache key of ``text`` said at ``rate`` by this voice (after the lexicon)."""
+        return PromptCache.key(self._synth.voice_id, rate, self._lexicon.apply(text))
+
+    async def warm(self, texts: list[str], rates: tuple[int, ...] | int) -> None:
+        """Render fixed phrases ahead of the first call at every call rate, and pin them in memory: from the
+        disk cache when there, else synthesised once (at the voice's own rate when it says which) and
+        resampled to each rate. Afterwards saying one of them costs no synthesis and no I/O."""
+        rates = (rates,) if isinstance(rates, int) else rates
+        native: int | None = getattr(self._synth, "sample_rate", None)
+        for text in dict.fromkeys(texts):
+            said = self._lexicon.apply(text)
+            missing: list[tuple[int, str]] = []
+            for rate in rates:
+                key = PromptCache.key(self._synth.voice_id, rate, said)
+                hit = self._cache.get(key) or await asyncio.to_thread(self._cache.load, key)
+                if hit is None:
+                    missing.append((rate, key))
+                else:
+                    self._cache.pin(key, hit)
+            if not missing:
+                continue
+            if native is None:
+                for rate, key in missing:
+                    async for _ in self.say(text, rate):
+                        pass
+                    parts = self._cache.get(key)
+                    if parts is not None:
+                        self._cache.pin(key, parts)
+                continue
+            rendered = await asyncio.get_running_loop().run_in_executor(
+                self._executor, _render, self._synth, said, native, [rate for rate, _ in missing]
+            )
+            for (_, key), parts in zip(missing, rendered, strict=True):
+                self._cache.pin(key, parts)
+                await asyncio.to_thread(self._cache.persist, key, parts)

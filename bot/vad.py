@@ -48,11 +48,27 @@ class EndpointerConfig:
     backchannel_max_s: float = 0.8
     """Speech while the bot talks whose words are only a backchannel ("mm-hmm", "yeah") interrupts only if it
     goes on this long."""
+    speculate: bool = True
+    """Adaptive: parse the stable partial while waiting for the end of the turn (:mod:`bot.speculation`); a
+    confident intent ends the turn after ``complete_s`` and the turn is sent at the decision, anything else
+    waits ``trailing_silence_s`` (``ATTENDANT_SPECULATE``)."""
+    confident: float = 0.8
+    """Speculation: the intent confidence that counts as a complete request (``ATTENDANT_TURN_CONFIDENT``)."""
+    parse_timeout_s: float = 0.15
+    """Speculation: a parse slower than this is ignored and the fixed rule applies
+    (``ATTENDANT_PARSE_TIMEOUT_S``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("adaptive", "fixed"):
             raise ValueError(f"endpointing mode {self.mode!r} must be adaptive or fixed")
-        for name in ("trailing_silence_s", "complete_s", "expecting_s", "hesitation_s", "echo_window_s"):
+        for name in (
+            "trailing_silence_s",
+            "complete_s",
+            "expecting_s",
+            "hesitation_s",
+            "echo_window_s",
+            "parse_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
 
@@ -93,6 +109,8 @@ class Endpointer:
         """What the dialogue asked for: ``digits``, ``date``, ``address`` or ``free``."""
         self.last_decision: Decision | None = None
         """Why the last utterance ended."""
+        self.last_partial = ""
+        """The recogniser's words when the last utterance ended (its final result may come later)."""
         self._partial = ""
         self._partial_covers = 0.0
         self.in_utterance = False
@@ -162,6 +180,7 @@ class Endpointer:
         if silence < needed and now - self._started_at < c.max_utterance_s:
             return None
         self.last_decision = Decision(rule if silence >= needed else "max-length", round(silence, 3))
+        self.last_partial = self._partial
         self.reset()
         return Event.END
 

@@ -69,6 +69,15 @@ Conversation contract with the gateway
   language understanding on ``message`` and answers ``{"intent": <name>, "confidence": <0..1>}``; nothing is
   recorded in the conversation. The gateway uses it for its own yes/no questions (the callback offer, after
   hours), where the conversation with the assistant is already over or not yet begun.
+- **Parse only (speculation).** ``POST /webhooks/attendant/parse`` (same token and body) answers what the
+  model makes of ``message`` as the webhook would see it: ``{"intent": <name>, "confidence": <0..1>,
+  "entities": [{"entity", "value", "start", "end"}...], "masked": <bool>}``. The words are shielded exactly as
+  on the webhook (masked; at a PIN or date-of-birth prompt the answer is ``inform_digits`` and the secret is
+  neither parsed nor put aside); fillers and masks alone answer ``nlu_fallback``. No tracker is created,
+  written or locked (the tracker is only read, to know which question is open): the gateway parses the
+  stable partial of an utterance while it waits for the end of the turn, and a speculation it discards
+  leaves no trace. The parse is kept a few seconds per sender: when the same words then come as the turn
+  on the webhook, Rasa is given that parse instead of running the model again.
 - **Fillers.** An utterance of fillers only ("uh", "hmm", "the") counts as not understood: Rasa gets
   ``/nlu_fallback`` and the words heard go into the turn's metadata as ``heard``.
 - **Replies** are at most two short sentences with one question.
@@ -99,6 +108,8 @@ import hmac
 import json
 import logging
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -126,6 +137,10 @@ SESSION_START = "/session_start"
 MAX_MESSAGE_CHARS = 2000
 NOT_UNDERSTOOD = "/nlu_fallback"
 WARM_UP_TEXT = "hello i want to check my balance"
+PARSE_KEEP_S = 10.0
+"""How long a speculative parse is kept for the turn that commits the same words."""
+PARSE_KEEP_MAX = 2000
+"""Senders whose last speculative parse is kept (oldest dropped first)."""
 DIGIT_SLOTS = (
     "order_ref",
     "order_ref_ok",
@@ -177,6 +192,8 @@ class AttendantInput(RestInput):
         self._stash = stash
         self._sensitive = frozenset(sensitive_slots)
         self._digit_slots = frozenset(digit_slots)
+        self._parsed: OrderedDict[str, tuple[str, float, dict[str, Any]]] = OrderedDict()
+        """sender -> (shielded words, when, Rasa's parse of them): the last speculative parse per call."""
 
     def authorised(self, header: str | None) -> bool:
         """Whether an ``Authorization`` header carries our bearer token (constant-time compare)."""
@@ -226,9 +243,17 @@ class AttendantInput(RestInput):
                 metadata = {**(metadata or {}), "heard": text}
                 text = NOT_UNDERSTOOD
             collector = CollectingOutputChannel()
+            parsed = self._reuse_parse(sender, text)
             try:
                 await on_new_message(
-                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                    UserMessage(
+                        text,
+                        collector,
+                        sender,
+                        parse_data=parsed,
+                        input_channel=self.name(),
+                        metadata=metadata,
+                    )
                 )
             except Exception:  # the caller must still reach a person
                 log.exception("turn failed sender=%s", sender)
@@ -274,10 +299,74 @@ class AttendantInput(RestInput):
                 }
             )
 
+        @bp.route("/parse", methods=["POST"])  # type: ignore[untyped-decorator]
+        async def parse(request: Request) -> HTTPResponse:
+            if not self.authorised(request.headers.get("Authorization")):
+                return response.json({"error": "unauthorized"}, status=401)
+            try:
+                sender, text, metadata = _parse_body(request.body)
+            except ValueError as exc:
+                return response.json({"error": str(exc)}, status=400)
+            if text.startswith("/"):
+                return response.json({"error": "only words are parsed here"}, status=400)
+            agent = getattr(request.app.ctx, "agent", None)
+            if agent is None or not agent.is_ready():
+                return response.json({"error": "no model loaded"}, status=503)
+            try:
+                shielded = await self._shield_secrets(request, sender, text, metadata, stash=False)
+            except Exception:  # tracker unreadable: say nothing rather than guess about a PIN
+                log.exception("parse: could not check for a PIN prompt sender=%s", sender)
+                return response.json({"error": "not parsed"}, status=500)
+            masked = shielded != text
+            if shielded.startswith("/"):  # a secret at its prompt: never parsed, never put aside
+                return response.json(_parse_answer("inform_digits", 1.0, [], masked=True))
+            if is_filler_only(shielded) or only_masks(shielded):
+                return response.json(_parse_answer(NOT_UNDERSTOOD[1:], 1.0, [], masked=masked))
+            try:
+                parsed = await agent.parse_message(shielded)
+            except Exception:
+                log.exception("parse failed sender=%s", sender)
+                return response.json({"error": "not parsed"}, status=500)
+            self._keep_parse(sender, shielded, parsed)
+            intent = parsed.get("intent") or {}
+            entities = [
+                {k: e.get(k) for k in ("entity", "value", "start", "end")}
+                for e in parsed.get("entities") or []
+                if isinstance(e, dict)
+            ]
+            return response.json(
+                _parse_answer(
+                    str(intent.get("name") or ""), float(intent.get("confidence") or 0.0), entities, masked
+                )
+            )
+
         return bp
 
+    def _keep_parse(self, sender: str, text: str, parsed: dict[str, Any]) -> None:
+        """Remember a speculative parse for the turn that may commit the same words."""
+        self._parsed[sender] = (text, time.monotonic(), parsed)
+        self._parsed.move_to_end(sender)
+        while len(self._parsed) > PARSE_KEEP_MAX:
+            self._parsed.popitem(last=False)
+
+    def _reuse_parse(self, sender: str, text: str) -> dict[str, Any] | None:
+        """The speculative parse of exactly these (shielded) words for this sender, if fresh; used once."""
+        kept = self._parsed.pop(sender, None)
+        if kept is None or text.startswith("/"):
+            return None
+        words, at, parsed = kept
+        if words != text or time.monotonic() - at > PARSE_KEEP_S:
+            return None
+        return parsed
+
     async def _shield_secrets(
-        self, request: Request, sender: str, text: str, metadata: Mapping[str, Any] | None = None
+        self,
+        request: Request,
+        sender: str,
+        text: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        stash: bool = True,
     ) -> str:
         """Put a PIN or a date of birth aside while it is being asked for; Rasa gets a reference.
         Otherwise mask what the words hold of card numbers, codes, PINs and dates of birth.
@@ -285,6 +374,7 @@ class AttendantInput(RestInput):
         At the PIN prompt the digits in the words are the secret; at the date-of-birth prompt, a date
         (kept as ``YYYY-MM-DD``), or :data:`~actions.shared.vault.UNREADABLE` for words that look like a date
         but do not make one ("the thirty second of smarch"), so they are not recorded either.
+        ``stash=False`` (a parse only): a secret is not put aside; the answer is a bare ``/inform_digits``.
         """
         if text.startswith("/"):
             return text
@@ -296,6 +386,8 @@ class AttendantInput(RestInput):
             digits_asked = asked in self._digit_slots
             keyed = (metadata or {}).get("input") == "dtmf" and not digits_asked
             return mask_text(text, bare_digits_are_pin=not digits_asked, keyed=keyed)
+        if not stash:
+            return "/inform_digits"
         ref = UNAVAILABLE  # never pass the secret on in clear, even when it cannot be put aside
         if self._stash is None:
             log.error("no Redis configured for secrets (credentials.yml) sender=%s", sender)
@@ -371,6 +463,12 @@ def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
     if text.startswith("/") and not INTENT_RE.fullmatch(text):
         raise ValueError("a message starting with / must be a bare intent name")
     return sender, text, metadata
+
+
+def _parse_answer(
+    intent: str, confidence: float, entities: list[dict[str, Any]], masked: bool
+) -> dict[str, Any]:
+    return {"intent": intent, "confidence": confidence, "entities": entities, "masked": masked}
 
 
 def _technical_handoff(request: Request, sender: str) -> list[dict[str, Any]]:
