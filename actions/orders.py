@@ -259,7 +259,13 @@ class ValidateOrderForm(TaskForm):
             return escaped
         answer = yes_or_no(tracker, slot_value)
         if answer is None:
-            return self.missed("order_ok", tracker, dispatcher, "utter_yes_or_no")
+            # "just the one", "make it two": how many, said instead of yes or no.
+            qty = parse_quantity(str(slot_value or ""))
+            if qty is None:
+                return self.missed("order_ok", tracker, dispatcher, "utter_yes_or_no")
+            if qty != int(tracker.get_slot("quantity") or 1):
+                return await self._requantify(qty, tracker)
+            answer = True
         if answer is False:
             return {"order_ok": False, "task_result": "declined", "misses": 0}
         try:
@@ -267,6 +273,24 @@ class ValidateOrderForm(TaskForm):
         except StoreError:
             suggestion = {}  # a suggestion is optional; the order is not
         return {"order_ok": True, "misses": 0, **suggestion}
+
+    async def _requantify(self, qty: int, tracker: Tracker) -> dict[str, Any]:
+        """Another quantity of the same product: the confirmation is asked again with it."""
+        try:
+            products = await self.deps.store.list_products()
+        except StoreError:
+            return {"order_ok": None, "handoff_reason": Reason.TECHNICAL.value}
+        product = next((p for p in products if p.product_id == tracker.get_slot("product")), None)
+        if product is None:
+            return {"order_ok": None, "product": None}
+        name = product.name if qty == 1 else plural(product.name)
+        return {
+            "order_ok": None,
+            "quantity": float(qty),
+            "order_items": f"{number_words(qty).capitalize()} {name}",
+            "order_total": say_money(product.price_cents * qty),
+            "misses": 0,
+        }
 
     async def _suggestion(self, ordered: str) -> dict[str, Any]:
         """One unobtrusive suggestion: a current promotion on another product, else the warranty."""

@@ -195,7 +195,8 @@ class ValidateSupportForm(TaskForm):
         if not text:
             return {}
         products = await self.deps.store.list_products()
-        if outage_kind(text) or match_product(text, products) or _UNHAPPY.search(text.lower()):
+        routed = bool(tracker.get_slot("task_words"))  # a fault in words the classifier was unsure of
+        if routed or outage_kind(text) or match_product(text, products) or _UNHAPPY.search(text.lower()):
             return self._problem(text)
         return {}
 
