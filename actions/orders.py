@@ -29,6 +29,10 @@ from telephony.callstate import Reason
 
 log = logging.getLogger(__name__)
 
+_NUMBER_WORD = re.compile(
+    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|couple|pair|dozen|\d+)\b"
+)
+"""A quantity said in so many words (an "a" alone is no new quantity: "yes that's a good price")."""
 _LAST = re.compile(r"\b(last|latest|recent|newest|most recent)\b")
 
 _STATUS_LINES = {
@@ -257,15 +261,16 @@ class ValidateOrderForm(TaskForm):
         escaped = self.escape("order_ok", tracker)
         if escaped:
             return escaped
-        answer = yes_or_no(tracker, slot_value)
-        if answer is None:
-            # "just the one", "make it two": how many, said instead of yes or no.
-            qty = parse_quantity(str(slot_value or ""))
-            if qty is None:
-                return self.missed("order_ok", tracker, dispatcher, "utter_yes_or_no")
+        text = str(slot_value or "")
+        answer = yes_or_no(tracker, text)
+        # "just the one", "two please", "make it three": how many, said instead of (or with) yes.
+        qty = parse_quantity(text) if _NUMBER_WORD.search(text.lower()) else None
+        if answer is not False and qty is not None:
             if qty != int(tracker.get_slot("quantity") or 1):
                 return await self._requantify(qty, tracker)
             answer = True
+        if answer is None:
+            return self.missed("order_ok", tracker, dispatcher, "utter_yes_or_no")
         if answer is False:
             return {"order_ok": False, "task_result": "declined", "misses": 0}
         try:
