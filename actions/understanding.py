@@ -1,15 +1,18 @@
 """What the classifier could not settle on its own: a turn it was unsure of, a request out of scope that is
 really a fault, a closing after "anything else?", and a caller who is not a customer yet.
 
-- ``action_fallback`` (a turn classed ``nlu_fallback``, or digits or a day nobody asked for):
-  after "Is there anything else I can help with?" a closing ("no that's all thanks", unsure between deny and
-  goodbye) ends the call politely; a description of something not working goes to the support line; else,
-  when two requests are likeliest, ONE question names both (``utter_clarify``: "Is that about an order
-  you've placed or about something that isn't working?", each topic a ``utter_topic_<intent>`` response),
-  and the answer to it picks one. Otherwise "say it another way"; the second miss in a row hands over.
+- ``action_fallback`` (a turn classed ``nlu_fallback``, or digits or a day nobody asked for), outside a
+  form: the answer to the clarifying question picks one of its two requests; a description of something
+  not working goes to the support line; a closing ("no that's all thanks", unsure between deny and goodbye)
+  ends the call politely, unless the bot had just asked a yes-or-no question of its own (a person? which of
+  two?). Else, when two requests are likeliest, ONE question names both (``utter_clarify``: "Sorry, is that
+  about an order you've placed or about a fault?", each topic an ``utter_topic_<intent>`` response).
+  Otherwise "say it another way"; the second miss in a row hands over.
 - ``action_out_of_scope``'s choice (:func:`out_of_scope`): a fault described in words the classifier took
   for something unrelated ("the box on the wall is blinking orange") goes to the support line; anything
   else gets the short answer and what the bot can do.
+- ``action_more``: "yes" to "anything else?" gets the opening question, but thanks alone ("that's great
+  thanks") ends the call: the caller was being polite, not asking for more.
 - ``action_prospect``: "i'm not a customer yet": what the bot does for new callers; a later request that
   needs an account goes to a person without "I couldn't find an account".
 
@@ -57,7 +60,7 @@ NOT_A_CLOSING_AFTER = frozenset({"utter_offer_agent", "utter_clarify"})
 """Questions after which "no thanks" answers the question rather than ends the call."""
 _RESPONSE_KEY = "utter" + "_action"
 """Where Rasa notes which response a bot turn said (spelt so the editor check does not take it for one)."""
-_POSITION = {"first": 0, "former": 0, "second": 1, "latter": 1, "last": 1}
+_POSITION = {"first": 0, "former": 0, "second": 1, "latter": 1}
 _WORD = re.compile(r"[a-z]+")
 _STOP = frozenset(
     "a an the about your our you you've youve its it's that this with or of to for my is".split()
@@ -110,16 +113,30 @@ def start_task(intent: str, words: str) -> list[EventType]:
     return [SlotSet("pending_task", task), SlotSet("task_words", words), FollowupAction(form)]
 
 
-def is_fault(text: str) -> bool:
-    """Whether the words describe something not working ("it keeps cutting out", "the box is blinking")."""
-    return outage_kind(text) is not None or bool(_FAULT_EXTRA.search(text.lower()))
-
-
-_FAULT_EXTRA = re.compile(
-    r"\b(blinking|flashing|buzzing|beeping|no-?show|never (came|showed|turned up|arrived)|not (charging|"
-    r"connecting|loading)|keeps? (turning|switching|freezing|restarting)|frozen|freez\w*|dead|faulty|"
-    r"cracked|smashed|went off|cuts? out|cutting out|no sound|no dial tone)\b"
+_SERVICE_FAILED = re.compile(
+    r"\b(no-?show|never (came|showed|turned up|arrived)|didn'?t (turn up|show up|come|arrive))\b"
 )
+"""A service that did not happen ("your technician was a no-show"): the support line, though no device is
+at fault (so no "not working at all, or only partly?")."""
+_GENERIC = re.compile(
+    r"\b(can'?t|cannot|won'?t)\b(?! (connect|charge|load|work|hear|call|dial|log|get online|get a signal|"
+    r"turn|switch|play|pair|sync|print|send|receive))"
+)
+
+
+def is_fault(text: str) -> bool:
+    """Whether the words describe something not working ("it keeps cutting out", "the box is blinking", "the
+    technician never turned up").
+
+    Stricter than :func:`~actions.support.outage_kind` on a caller already reporting a fault: "can't" or
+    "won't" is a fault only with what a device does ("it can't connect", not "i can't remember what i
+    ordered")."""
+    if _SERVICE_FAILED.search(text.lower()):
+        return True
+    kind = outage_kind(text)
+    if kind in ("total", "partial"):
+        return True
+    return kind == "fault" and outage_kind(_GENERIC.sub(" ", text.lower())) is not None
 
 
 class ActionFallback(UsesDeps, Action):
@@ -222,6 +239,38 @@ def out_of_scope(tracker: Tracker) -> tuple[str | None, list[EventType]]:
         return None, start_task("report_problem", text)
     existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
     return ("utter_out_of_scope" if existing else "utter_out_of_scope_sales"), []
+
+
+_THANKS = re.compile(
+    r"\b(thanks|thank|cheers|ta|great|lovely|perfect|brilliant|wonderful|awesome|excellent)\b"
+)
+_MORE = re.compile(
+    r"\b(yes|yeah|yep|yup|please|actually|also|another|question|something|help|can|could|need|want|what|"
+    r"how|where|when|one more)\b"
+)
+
+
+def thanks_only(text: str) -> bool:
+    """ "that's great thanks", "lovely cheers": thanks, and nothing asked for."""
+    low = text.lower().replace("\u2019", "'")
+    return bool(_THANKS.search(low)) and not _MORE.search(low)
+
+
+class ActionMore(Action):
+    """ "Is there anything else I can help with?" answered with a yes (the classifier's ``affirm``): the
+    opening question, or goodbye when the yes was only thanks."""
+
+    def name(self) -> str:
+        return "action_more"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        if thanks_only(str(tracker.latest_message.get("text") or "")):
+            dispatcher.utter_message(response="utter_goodbye")
+        else:
+            dispatcher.utter_message(response="utter_how_can_help")
+        return []
 
 
 class ActionProspect(Action):
