@@ -13,7 +13,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
-from actions.store import EXISTING, StoreError
+from actions.store import StoreError
+from actions.understanding import out_of_scope
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class ActionSessionStart(UsesDeps, Action):
 
 
 class ActionOutOfScope(Action):
-    """One short answer, and what the bot can do for this kind of caller."""
+    """One short answer, and what the bot can do for this kind of caller; a fault in unexpected words goes
+    to the support line instead (:func:`actions.understanding.out_of_scope`)."""
 
     def name(self) -> str:
         return "action_out_of_scope"
@@ -106,9 +108,10 @@ class ActionOutOfScope(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
-        dispatcher.utter_message(response="utter_out_of_scope" if existing else "utter_out_of_scope_sales")
-        return []
+        response, events = out_of_scope(tracker)
+        if response:
+            dispatcher.utter_message(response=response)
+        return events
 
 
 class ActionReferral(UsesDeps, Action):

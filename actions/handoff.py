@@ -23,6 +23,7 @@ from actions.heard import intent_of
 from actions.shared.context import call_context
 from actions.shared.context import skill_for as context_skill_for
 from actions.shared.handoff import HANDOFF_LINES, handoff_payload, handoff_reason
+from actions.store import NEW, RETURNING
 from telephony.callstate import Reason, Skill
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,21 @@ def handoff_context(tracker: Tracker) -> dict[str, Any]:
     return call_context(tracker.get_slot, tracker.events)
 
 
+def is_prospect(tracker: Tracker) -> bool:
+    """Whether the caller is no customer yet: said so, or calls from a number no account has."""
+    return bool(tracker.get_slot("prospect")) or tracker.get_slot("caller_kind") in (NEW, RETURNING)
+
+
 def hand_off(dispatcher: CollectingDispatcher, tracker: Tracker, reason: Reason | str) -> list[EventType]:
     """Say the handoff line for ``reason`` and emit the handoff payload; ends any active form.
 
     A reason that is not a handoff reason becomes ``technical``.
     """
     why = handoff_reason(reason)
-    dispatcher.utter_message(response=HANDOFF_LINES[why])
+    line = HANDOFF_LINES[why]
+    if why is Reason.NOT_FOUND and is_prospect(tracker):
+        line = "utter_handoff_new_customer"  # no account is expected: not "I couldn't find one"
+    dispatcher.utter_message(response=line)
     payload = handoff_payload(why, skill_for(tracker), handoff_context(tracker))
     dispatcher.utter_message(json_message={"handoff": payload})
     log.info("handoff conversation=%s reason=%s", tracker.sender_id, why)
@@ -101,23 +110,3 @@ def consecutive_misunderstandings(events: list[dict[str, Any]]) -> int:
                 break
             fallback_in_turn = False
     return count
-
-
-class ActionFallback(Action):
-    """The caller was not understood: ask again once; the second time in a row, hand over."""
-
-    def name(self) -> str:
-        return "action_fallback"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> list[EventType]:
-        in_form = bool(tracker.active_loop.get("name"))
-        if consecutive_misunderstandings(tracker.events) >= MAX_MISUNDERSTANDINGS:
-            if in_form:
-                # The form ends on its next run and action_resume_task hands over.
-                return [SlotSet("handoff_reason", Reason.NO_MATCH.value)]
-            return hand_off(dispatcher, tracker, Reason.NO_MATCH)
-        # Inside a form the form repeats its question right after, so keep this one short.
-        dispatcher.utter_message(response="utter_rephrase_short" if in_form else "utter_rephrase")
-        return []

@@ -26,8 +26,24 @@ TASK_INTENTS = {
 }
 """The task each request intent starts (as ``pending_task``'s mappings in the domain)."""
 
+INFO_INTENTS = frozenset({"ask_hours", "ask_branch", "ask_faq"})
+"""Questions the information line answers, also in the middle of a task."""
+CLOSING_INTENTS = frozenset({"deny", "goodbye"})
+"""What ends the call after "Is there anything else I can help with?"."""
+
 _YES = frozenset("yes yeah yep yup sure correct right ok okay fine please absolutely definitely".split())
 _NO = frozenset("no nope nah not don't dont wrong never".split())
+
+
+_PERSON = re.compile(
+    r"\b(agent|person|human|someone|somebody|operator|representative|colleague|manager|advisor|"
+    r"adviser|staff|people|customer service|real|live)\b"
+)
+_CLOSING = re.compile(
+    r"\b(that'?s all|thats it|that'?s it|that'?s everything|nothing else|all good|i'?m good|im good|"
+    r"i'?m fine|im fine|i'?m ok(ay)?|im ok(ay)?|all set|no thanks?|no thank you|nope|nah|bye|goodbye|"
+    r"that'?ll be all|i'?m done|im done|sorted|cheers|no more)\b"
+)
 
 
 def intent_of(tracker: Tracker) -> str | None:
@@ -40,13 +56,38 @@ def confidence_of(tracker: Tracker) -> float:
     return float((tracker.latest_message.get("intent") or {}).get("confidence") or 0.0)
 
 
+def ranking_of(tracker: Tracker) -> list[tuple[str, float]]:
+    """The classifier's intents for the latest message, likeliest first, without ``nlu_fallback``."""
+    ranking = tracker.latest_message.get("intent_ranking") or []
+    return [
+        (str(r.get("name")), float(r.get("confidence") or 0.0))
+        for r in ranking
+        if r.get("name") and r.get("name") != "nlu_fallback"
+    ]
+
+
+def asks_for_a_person(text: str) -> bool:
+    """Whether the words name a person ("a real person", "an agent"): a short answer the classifier took
+    for a request for a person ("just the one") does not."""
+    return bool(_PERSON.search(text.lower()))
+
+
+def sounds_like_closing(text: str) -> bool:
+    """ "no that's all thanks", "nope im good", "no thank you bye": the caller has nothing else."""
+    return bool(_CLOSING.search(text.lower().replace("\u2019", "'")))
+
+
 def current_task(tracker: Tracker) -> str | None:
     """The task under way: the one its form started with, else the one just asked for."""
     return tracker.get_slot("active_task") or tracker.get_slot("pending_task")
 
 
 def task_text(tracker: Tracker) -> str:
-    """What the caller said when asking for the current task (empty for a keypad shortcut)."""
+    """What the caller said when asking for the current task (empty for a keypad shortcut); the words kept
+    in ``task_words`` when the task was started for a turn the classifier was unsure of."""
+    words = tracker.get_slot("task_words")
+    if words:
+        return str(words)
     task = current_task(tracker)
     for event in reversed(tracker.events):
         if event.get("event") != "user":

@@ -19,9 +19,9 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.deps import UsesDeps
+from actions.deps import Deps, UsesDeps
 from actions.handoff import hand_off
-from actions.lines import Line, say_then_offer_more
+from actions.lines import Line, count_sentences, say_then_offer_more
 from actions.shared.hours import week_hours
 from actions.shared.numerals import WEEKDAY_NUMBERS, WEEKDAYS, digits_from_speech, number_words
 from actions.shared.speech import say_time
@@ -204,6 +204,36 @@ def branch_reply(branches: Sequence[Branch], text: str) -> list[Line]:
         nearest = _nearest_by_postcode(branches, text)
         chosen = [nearest] if nearest else []
     return [_address_line(b) for b in (chosen or branches)]
+
+
+_ASIDE_WORDS = {
+    "ask_hours": re.compile(r"\b(open|opening|close|closing|closed|shut|hours|late|early)\b"),
+    "ask_branch": re.compile(r"\b(where|address|branch|branches|located|location|directions|nearest)\b"),
+}
+"""Words an opening-hours or address question asked in the middle of a task must hold: "saturday morning"
+is an answer to "what day would suit you", "what time do you close on saturday" a question."""
+
+
+async def info_answer(deps: Deps, intent: str | None, text: str, *, aside: bool = False) -> list[Line] | None:
+    """The information line's answer to ``text`` asked as ``intent`` (hours, branches, a frequent question);
+    ``None`` when it is no such question. ``aside``: asked in the middle of a task, where the words must
+    say it is a question (:data:`_ASIDE_WORDS`) and a frequent question must have an answer.
+
+    Raises :class:`~actions.store.StoreError` when the store cannot say.
+    """
+    words = _ASIDE_WORDS.get(intent or "")
+    if aside and words is not None and not words.search(text.lower()):
+        return None
+    if intent == "ask_hours":
+        return hours_reply(await deps.store.branches(), text, deps.now())
+    if intent == "ask_branch":
+        return branch_reply(await deps.store.branches(), text)
+    if intent == "ask_faq":
+        entry = deps.faq.answer(text)
+        if entry is None:
+            return None
+        return [Line("utter_info", {"info_text": entry.answer}, sentences=count_sentences(entry.answer))]
+    return None
 
 
 # --- the actions -----------------------------------------------------------------------------------------

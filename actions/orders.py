@@ -29,6 +29,10 @@ from telephony.callstate import Reason
 
 log = logging.getLogger(__name__)
 
+_NUMBER_WORD = re.compile(
+    r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|couple|pair|dozen|\d+)\b"
+)
+"""A quantity said in so many words (an "a" alone is no new quantity: "yes that's a good price")."""
 _LAST = re.compile(r"\b(last|latest|recent|newest|most recent)\b")
 
 _STATUS_LINES = {
@@ -257,7 +261,14 @@ class ValidateOrderForm(TaskForm):
         escaped = self.escape("order_ok", tracker)
         if escaped:
             return escaped
-        answer = yes_or_no(tracker, slot_value)
+        text = str(slot_value or "")
+        answer = yes_or_no(tracker, text)
+        # "just the one", "two please", "make it three": how many, said instead of (or with) yes.
+        qty = parse_quantity(text) if _NUMBER_WORD.search(text.lower()) else None
+        if answer is not False and qty is not None:
+            if qty != int(tracker.get_slot("quantity") or 1):
+                return await self._requantify(qty, tracker)
+            answer = True
         if answer is None:
             return self.missed("order_ok", tracker, dispatcher, "utter_yes_or_no")
         if answer is False:
@@ -267,6 +278,24 @@ class ValidateOrderForm(TaskForm):
         except StoreError:
             suggestion = {}  # a suggestion is optional; the order is not
         return {"order_ok": True, "misses": 0, **suggestion}
+
+    async def _requantify(self, qty: int, tracker: Tracker) -> dict[str, Any]:
+        """Another quantity of the same product: the confirmation is asked again with it."""
+        try:
+            products = await self.deps.store.list_products()
+        except StoreError:
+            return {"order_ok": None, "handoff_reason": Reason.TECHNICAL.value}
+        product = next((p for p in products if p.product_id == tracker.get_slot("product")), None)
+        if product is None:
+            return {"order_ok": None, "product": None}
+        name = product.name if qty == 1 else plural(product.name)
+        return {
+            "order_ok": None,
+            "quantity": float(qty),
+            "order_items": f"{number_words(qty).capitalize()} {name}",
+            "order_total": say_money(product.price_cents * qty),
+            "misses": 0,
+        }
 
     async def _suggestion(self, ordered: str) -> dict[str, Any]:
         """One unobtrusive suggestion: a current promotion on another product, else the warranty."""

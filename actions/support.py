@@ -135,7 +135,11 @@ _PARTIAL = re.compile(
 )
 _FAULT = re.compile(
     r"\b(not working|isn'?t working|doesn'?t work|don'?t work|broken|broke|fault\w*|stopped|down|"
-    r"crash\w*|won'?t|can'?t|cannot|dropping|drops?|no signal|problem with|issue with|error)\b"
+    r"crash\w*|won'?t|can'?t|cannot|dropping|drops?|no signal|problem with|issue with|error|"
+    # what callers say instead: lights, noises, screens
+    r"blinking|flashing|buzzing|beeping|"
+    r"not (charging|connecting|loading)|keeps? (turning|switching|freezing|restarting)|frozen|freez\w*|"
+    r"cracked|smashed|cuts? out|cutting out|no sound|no dial tone|gone (black|dead|blank|off)|blank)\b"
 )
 _UNHAPPY = re.compile(
     r"\b(complain\w*|complaint|fed up|angry|unacceptable|ridiculous|disappointed|again|third time|"
@@ -195,7 +199,8 @@ class ValidateSupportForm(TaskForm):
         if not text:
             return {}
         products = await self.deps.store.list_products()
-        if outage_kind(text) or match_product(text, products) or _UNHAPPY.search(text.lower()):
+        routed = bool(tracker.get_slot("task_words"))  # a fault in words the classifier was unsure of
+        if routed or outage_kind(text) or match_product(text, products) or _UNHAPPY.search(text.lower()):
             return self._problem(text)
         return {}
 

@@ -70,7 +70,12 @@ class ActionResumeTask(UsesDeps, Action):
         if tracker.get_slot("task_result") == "switch":
             # The caller asked for something else in the middle: start that task's form (already verified).
             form = FORM_FOR_TASK.get(str(tracker.get_slot("pending_task")), "verify_form")
-            return [SlotSet("task_result", None), SlotSet("active_task", None), FollowupAction(form)]
+            return [
+                SlotSet("task_result", None),
+                SlotSet("active_task", None),
+                SlotSet("task_words", None),
+                FollowupAction(form),
+            ]
         task = tracker.get_slot("active_task")
         end = TASKS.get(str(task))
         if end is None:
@@ -83,4 +88,9 @@ class ActionResumeTask(UsesDeps, Action):
             log.warning("task failed conversation=%s task=%s", tracker.sender_id, task)
             return hand_off(dispatcher, tracker, Reason.TECHNICAL)
         dispatcher.utter_message(response="utter_anything_else")
-        return [*events, SlotSet("active_task", None), SlotSet("task_result", None)]
+        return [
+            *events,
+            SlotSet("active_task", None),
+            SlotSet("task_result", None),
+            SlotSet("task_words", None),
+        ]

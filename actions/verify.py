@@ -4,11 +4,14 @@ Every task that touches a customer's records is a form (``nlu-data/domain.yml``,
 action is a :class:`TaskForm`. While a form is active it receives every answer (slot mappings ``from_text``);
 the ``validate_*`` methods decide what the answer means. Common to every question:
 
-- "agent", "a real person" -> the form ends, ``action_resume_task`` hands over with reason ``requested``;
+- "agent", "a real person" -> the form ends, ``action_resume_task`` hands over with reason ``requested``
+  (only when the words name a person or the classifier is sure: "just the one" is an answer);
 - "goodbye" -> the form ends, ``action_resume_task`` says goodbye (while the caller is being verified, the
   form first asks whether they want to end the call: ``utter_ask_end_ok``; no, or anything else, and the
   question comes again);
 - a confident new request ("actually what's my balance") -> the form ends and that task's form starts;
+- a question the information line answers ("what time do you close on saturday", "how long does delivery
+  take") -> the answer, then the form's question again (:meth:`TaskForm.aside`);
 - an answer the form cannot use -> the question again (with a hint); the second one in a row ends the form
   and hands over with reason ``no-match``.
 
@@ -42,8 +45,10 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
-from actions.heard import TASK_INTENTS, confidence_of, intent_of, yes_or_no
+from actions.heard import INFO_INTENTS, TASK_INTENTS, asks_for_a_person, confidence_of, intent_of, yes_or_no
 from actions.history import customer_history
+from actions.info import info_answer
+from actions.lines import say
 from actions.shared.vault import UNAVAILABLE, UNREADABLE, SecretStashError, is_ref
 from actions.store import StoreError, Verification
 from telephony.callstate import Reason
@@ -55,6 +60,8 @@ MAX_MISSES = 2
 PIN_LENGTH = 4
 SWITCH_CONFIDENCE = 0.9
 """How sure the classifier must be that an answer is really a new request before the task changes."""
+ASIDE_CONFIDENCE = 0.7
+"""How sure it must be that an answer is a question for the information line (the words decide as well)."""
 
 _DONT_KNOW = re.compile(
     r"\b(don'?t know|do not know|forgot|forgotten|no idea|not sure|can'?t remember|cannot remember|"
@@ -129,6 +136,9 @@ class TaskForm(UsesDeps, FormValidationAction):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         before: dict[str, Any] = {}
+        aside = await self.aside(dispatcher, tracker)
+        if aside is not None:
+            return aside
         if tracker.get_slot("requested_slot") is None:  # the form is starting
             before = {name: None for name in self.task_slots_reset}
             before.update(
@@ -176,11 +186,37 @@ class TaskForm(UsesDeps, FormValidationAction):
             return {"handoff_reason": Reason.TECHNICAL.value}
         return changes
 
-    # the escape words and misunderstandings
+    # a question in the middle, the escape words and misunderstandings
+
+    async def aside(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType] | None:
+        """A question for the information line asked instead of the answer ("what time do you close on
+        saturday" while asked for a day): the answer, and the question asked again (the slot stays empty,
+        so the form asks it). ``None`` when the answer is no such question."""
+        requested = tracker.get_slot("requested_slot")
+        intent = intent_of(tracker)
+        if requested in (None, "end_ok") or intent not in INFO_INTENTS:
+            return None
+        if confidence_of(tracker) < ASIDE_CONFIDENCE:
+            return None
+        text = str(tracker.latest_message.get("text") or "")
+        try:
+            lines = await info_answer(self.deps, intent, text, aside=True)
+        except StoreError:
+            log.warning("store failed for a question mid-form conversation=%s", tracker.sender_id)
+            return None
+        if not lines:
+            return None
+        log.info("question answered mid-form conversation=%s form=%s", tracker.sender_id, self.form)
+        say(dispatcher, lines)
+        # The same question next (Rasa would otherwise ask the domain's first empty slot, the PIN).
+        return [SlotSet(str(requested), None), SlotSet("requested_slot", requested)]
 
     def escape(self, slot: str, tracker: Tracker) -> dict[str, Any] | None:
         intent = intent_of(tracker)
-        if intent == "request_agent":
+        said = str(tracker.latest_message.get("text") or "")
+        if intent == "request_agent" and (
+            confidence_of(tracker) >= SWITCH_CONFIDENCE or asks_for_a_person(said)
+        ):
             return {slot: None, "handoff_reason": Reason.REQUESTED.value}
         if intent == "goodbye":
             return {slot: None, "end_call": True}

@@ -109,37 +109,70 @@ def ordinal_words(n: int) -> str:
 
 # --- heard -------------------------------------------------------------------------------------------------
 
-_DIGIT_TOKEN = re.compile(r"[a-z]+|[0-9]+")
+_DIGIT_TOKEN = re.compile(r"[a-z']+|[0-9]+")
 _REPEAT_WORDS = {"double": 2, "triple": 3}
+_RUN_GLUE = frozenset("uh uhh um umm er erm ah eh hm hmm mm and".split())
+"""Words said inside a run of digits that do not end it ("four seven uh one nine")."""
+CORRECTION_WORDS = frozenset(
+    "no sorry wait actually mean meant rather correction scratch wrong oops hang".split()
+)
+"""Words by which a caller takes back the digits said before ("one two three five sorry one two three
+four"): when they come between two runs of digits, only the last run counts."""
+_PRONOUN_ONE_AFTER = frozenset("the that this wrong right other last first which a no another same".split())
+"""A lone "one" after these words is a pronoun ("the wrong one", "just the one"), not a digit."""
 
 
 def digits_from_speech(text: str) -> str | None:
     """All digits in ``text``, spoken or typed, in order; ``None`` when there are none.
 
     Everything that is not a digit (fillers, "my pin is", keypad ``#`` and ``*``) is dropped;
-    "double five" is "55". A lone "oh" is treated as zero only next to other digits, so "oh hello"
-    yields ``None``.
+    "double five" is "55". The digits come in runs: words between runs are dropped, and when the caller
+    takes the earlier digits back between two runs ("one two three five sorry one two three four", "no wait
+    ..."), only the last run counts. "oh" is a zero only inside a run with a real digit ("two five eight oh",
+    "oh three five eight"), so "oh sorry it's one two three four" is "1234" and "oh hello" ``None``; a lone
+    "one" after "the", "wrong", "that" ... is a pronoun ("the wrong one, it's one zero ...").
     """
-    out: list[str] = []
+    toks = [t.replace("'", "") for t in _DIGIT_TOKEN.findall(text.lower().replace("\u2019", "'"))]
+    runs: list[tuple[list[str], bool, bool]] = []  # (digits, has a real digit, taken back before it)
+    current: list[str] = []
+    real = False
+    taken_back = False
+    gap: list[str] = []
     repeat = 1
-    saw_real_digit = False
-    for tok in _DIGIT_TOKEN.findall(text.lower()):
-        if tok.isdigit():
-            out.append(tok * repeat)
+
+    def close() -> None:
+        nonlocal current, real
+        if current and real:
+            runs.append((current, real, taken_back))
+        current, real = [], False
+
+    for i, tok in enumerate(toks):
+        digit = tok if tok.isdigit() else DIGIT_WORDS.get(tok)
+        if digit is not None and tok == "one" and not current:
+            before = toks[i - 1] if i else ""
+            after = toks[i + 1] if i + 1 < len(toks) else ""
+            if before in _PRONOUN_ONE_AFTER and after not in DIGIT_WORDS and not after.isdigit():
+                digit = None
+        if digit is not None:
+            if not current:
+                taken_back = bool(runs) and bool(CORRECTION_WORDS & set(gap))
+                gap = []
+            current.append(digit * repeat)
             repeat = 1
-            saw_real_digit = True
+            real = real or tok not in ("oh", "o")
         elif tok in _REPEAT_WORDS:
             repeat = _REPEAT_WORDS[tok]
-        elif tok in DIGIT_WORDS:
-            out.append(DIGIT_WORDS[tok] * repeat)
-            repeat = 1
-            if tok not in ("oh", "o"):
-                saw_real_digit = True
+        elif tok in _RUN_GLUE and current:
+            continue
         else:
             repeat = 1
-    if not out or not saw_real_digit:
+            close()
+            gap.append(tok)
+    close()
+    if not runs:
         return None
-    return "".join(out)
+    start = max((i for i, run in enumerate(runs) if run[2]), default=0)
+    return "".join("".join(run[0]) for run in runs[start:])
 
 
 _TOKEN = re.compile(
