@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,10 @@ def test_fingerprint_follows_content_config_and_rasa_version(project: Path) -> N
     (project / "nlu-data" / "stories" / "more.yml").unlink()
 
     config = project / "bot" / "rasa" / "config.yml"
-    config.write_text(config.read_text().replace("epochs: 50", "epochs: 51"))
+    text = config.read_text()
+    changed = re.sub(r"epochs: (\d+)", lambda m: f"epochs: {int(m.group(1)) + 1}", text, count=1)
+    assert changed != text
+    config.write_text(changed)
     assert train.fingerprint(inputs, version="3.6.21") != base
 
 

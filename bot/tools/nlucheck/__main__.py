@@ -1,9 +1,11 @@
 """The command line: ``python -m bot.tools.nlucheck [--no-cv] [--data DIR] [--folds N] ...`` (make nlu-check).
 
 Validation first (:mod:`.checks`), each finding on stderr as ``file:line: message``; then, on valid data
-and without ``--no-cv``, the cross-validation (:mod:`.crossval`) and the report (:mod:`.report`). Prints the
-macro F1 and the report's path. Exit status: 0 valid (and report written), 1 invalid data, 2
-cross-validation failed.
+and without ``--no-cv``, the held-out score (:mod:`.heldout`: the trained model, trained first if its inputs
+changed, on ``nlu-data/test/heldout.yml``, clean and with recogniser noise), the cross-validation
+(:mod:`.crossval`) and the report (:mod:`.report`). ``--heldout-only`` skips the cross-validation. Prints
+held-out accuracy, the weakest recalls and parse times, the macro F1 and the report's path. Exit status: 0
+valid (and report written), 1 invalid data, 2 cross-validation or the held-out run failed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,18 @@ from bot.tools.nlucheck.crossval import (
     intents_of,
 )
 from bot.tools.nlucheck.data import Finding
-from bot.tools.nlucheck.report import RunInfo, write_report
+from bot.tools.nlucheck.heldout import (
+    HELDOUT_FILE,
+    TARGET_CLEAN,
+    TARGET_NOISY,
+    TARGET_P95_MS,
+    TARGET_RECALL,
+    HeldoutFailed,
+    Score,
+    run_apart,
+)
+from bot.tools.nlucheck.noise import DEFAULT_SEED as NOISE_SEED
+from bot.tools.nlucheck.report import RunInfo, heldout_html, write_report
 
 
 def _print_findings(findings: Sequence[Finding]) -> None:
@@ -53,7 +66,54 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the fold split")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/nlu)")
     parser.add_argument("--no-cv", action="store_true", help="validate only (fast)")
+    parser.add_argument(
+        "--heldout-only", action="store_true", help="validate and score the held-out set, no cross-validation"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model scored on the held-out set (default: models/attendant.tar.gz, trained first if its "
+        "inputs changed; with --data or --config, trained into OUT/model)",
+    )
+    parser.add_argument("--noise-seed", type=int, default=NOISE_SEED, help="seed of the recogniser noise")
     return parser
+
+
+def _heldout(
+    inputs: train.RasaInputs, model: Path | None, out_dir: Path, seed: int
+) -> tuple[Score, Score] | None:
+    """Score the held-out set (None when the data has none); raises :class:`HeldoutFailed`."""
+    heldout = inputs.data / HELDOUT_FILE
+    if not heldout.is_file():
+        print(f"No held-out set ({inputs.display(heldout)}): held-out scores skipped.")
+        return None
+    if model is None:
+        default = inputs.data_root is None and inputs.config_file is None
+        models = inputs.root / "models" if default else out_dir / "model"
+        if not train.is_up_to_date(inputs, models) and train.train(inputs, models) != 0:
+            raise HeldoutFailed("training the model for the held-out set failed (see above)")
+        model = models / f"{train.MODEL_NAME}.tar.gz"
+    log = out_dir / "heldout.log"
+    print(f"Scoring {inputs.display(heldout)} with {inputs.display(model)} (log: {inputs.display(log)}) ...")
+    return run_apart(model, heldout, seed, log)
+
+
+def _print_heldout(scores: tuple[Score, Score]) -> None:
+    clean, noisy = scores
+    print(
+        f"Held-out accuracy: clean {clean.accuracy:.3f} (target {TARGET_CLEAN:.2f}), {noisy.variant} "
+        f"{noisy.accuracy:.3f} (target {TARGET_NOISY:.2f}), {sum(clean.support.values())} utterances"
+    )
+    for s in scores:
+        print(
+            f"Weakest held-out recall, {s.variant} (target {TARGET_RECALL:.2f}): "
+            + ", ".join(f"{i} {r:.3f}" for i, r in s.weakest(3))
+        )
+    print(
+        f"Parse time: p50 {clean.p50_ms:.1f} ms, p95 {clean.p95_ms:.1f} ms "
+        f"(target p95 {TARGET_P95_MS:.0f} ms)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Data valid: {len(counts)} intents, {sum(counts.values())} examples, {warnings} warning(s).")
     if args.no_cv:
         return 0
+    try:
+        scores = _heldout(inputs, args.model.resolve() if args.model else None, out_dir, args.noise_seed)
+    except HeldoutFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    if scores:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "heldout.json").write_text(
+            json.dumps({s.variant: s.to_json() for s in scores}, indent=2) + "\n", encoding="utf-8"
+        )
+    if args.heldout_only:
+        if scores:
+            _print_heldout(scores)
+        return 0
 
     log = out_dir / "rasa-cv.log"
     print(
@@ -109,7 +183,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds=result.seconds,
         examples=sum(counts.values()),
     )
-    path = write_report(out_dir, result.report, confusion, findings, run, result.errors, result.entity_report)
+    path = write_report(
+        out_dir,
+        result.report,
+        confusion,
+        findings,
+        run,
+        result.errors,
+        result.entity_report,
+        heldout_html(scores) if scores else "",
+    )
     for name, payload in (("intent_report.json", result.report), ("intent_errors.json", result.errors)):
         (out_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     f1 = {i: float(result.report[i].get("f1-score", 0.0)) for i in intents_of(result.report)}
@@ -118,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Cross-validation took {result.seconds:.0f} s.")
     macro_f1 = float(result.report.get("macro avg", {}).get("f1-score", 0.0))
     print(f"Macro F1 {macro_f1:.3f} (target {TARGET_MACRO_F1:.2f})")
+    if scores:
+        _print_heldout(scores)
     print(f"Report: {inputs.display(path)}")
     return 0
 

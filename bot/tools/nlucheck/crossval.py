@@ -22,8 +22,8 @@ from typing import Any
 from actions.shared.paths import REPO_ROOT
 from bot.tools import train
 
-TARGET_MACRO_F1 = 0.90
-"""What the project asks of cross-validation (issue 3, "Done when")."""
+TARGET_MACRO_F1 = 0.95
+"""What the project asks of cross-validation (issue 12's target; issue 3 asked 0.90)."""
 DEFAULT_FOLDS = 5
 DEFAULT_SEED = 7
 """Seeds the fold split (Rasa shuffles with numpy's global generator); the config seeds DIET itself."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.tools.nlucheck.crossval import TARGET_MACRO_F1, Confusion, intents_of
 from bot.tools.nlucheck.data import Finding
+from bot.tools.nlucheck.heldout import TARGET_CLEAN, TARGET_NOISY, TARGET_RECALL, Score
 
 REPORT_FILE = "index.html"
 MATRIX_FILE = "confusion_matrix.png"
@@ -49,8 +50,11 @@ def write_report(
     run: RunInfo,
     errors: Sequence[Mapping[str, Any]] = (),
     entity_report: Mapping[str, Any] | None = None,
+    heldout: str = "",
 ) -> Path:
-    """Write ``index.html`` and the confusion-matrix PNG into ``out_dir``; return the HTML file's path."""
+    """Write ``index.html`` and the confusion-matrix PNG into ``out_dir``; return the HTML file's path.
+
+    ``heldout`` is the held-out section (:func:`heldout_html`), shown beside the cross-validation figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
     draw_confusion_matrix(confusion, out_dir / MATRIX_FILE)
     e = html.escape
@@ -76,6 +80,7 @@ def write_report(
         matrix=MATRIX_FILE,
         entities=_entities(entity_report) if entity_report else "",
         findings=_findings(findings),
+        heldout=heldout,
     )
     path = out_dir / REPORT_FILE
     path.write_text(page, encoding="utf-8")
@@ -132,6 +137,49 @@ def _per_intent(report: Mapping[str, Any]) -> str:
     ]
     rows += [_scores(label, report.get(label, {}), "avg") for label in ("macro avg", "weighted avg")]
     return _table(("intent", *SCORE_COLUMNS), rows)
+
+
+def heldout_html(scores: Sequence[Score]) -> str:
+    """The held-out section: accuracy and parse times per variant, recall per intent (weakest first, rows
+    under target shaded), and the misses most often made."""
+    e = html.escape
+    targets = {"clean": TARGET_CLEAN}
+    lines = [
+        "<h2>Held-out set</h2>",
+        "<p>Utterances never trained on; the noisy variant is the same text "
+        "through the recogniser-noise generator. <code>nlu_fallback</code> counts as a miss.</p>",
+    ]
+    rows = [
+        _Row((e(s.variant), f"{s.accuracy:.3f}", f"{targets.get(s.variant, TARGET_NOISY):.2f}",
+              f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", str(sum(s.support.values()))),
+             "" if s.accuracy >= targets.get(s.variant, TARGET_NOISY) else "weak")
+        for s in scores
+    ]  # fmt: skip
+    head = ("variant", "accuracy", "target", "parse p50 ms", "parse p95 ms", "utterances")
+    lines.append(_table(head, rows))
+    recalls = [s.recall for s in scores]
+    intents = sorted(recalls[0], key=lambda i: (min(r.get(i, 0.0) for r in recalls), i))
+    recall_rows = [
+        _Row(
+            (e(i), *(f"{r.get(i, 0.0):.3f}" for r in recalls), str(scores[0].support.get(i, 0))),
+            "weak" if min(r.get(i, 0.0) for r in recalls) < TARGET_RECALL else "",
+        )
+        for i in intents
+    ]
+    lines.append(f"<p>Recall per intent, weakest first; target {TARGET_RECALL:.2f}.</p>")
+    lines.append(_table(("intent", *(f"recall {s.variant}" for s in scores), "support"), recall_rows))
+    for s in scores:
+        pairs = s.confusions()[:WORST_CONFUSIONS]
+        if not pairs:
+            continue
+        said = {
+            (t, p): "; ".join(f"“{e(m.text)}”" for m in s.misses if (m.intent, m.predicted) == (t, p))
+            for t, p, _ in pairs
+        }
+        miss_rows = [_Row((e(t), e(p), str(n), said[t, p])) for t, p, n in pairs]
+        lines.append(f"<p>Misses, {e(s.variant)}:</p>")
+        lines.append(_table(("true", "predicted", "count", "said"), miss_rows, text_column=3))
+    return "\n".join(lines)
 
 
 def _confusions(confusion: Confusion, errors: Sequence[Mapping[str, Any]]) -> str:

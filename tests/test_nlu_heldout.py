@@ -1,0 +1,167 @@
+"""The held-out measure (issue 12): the recogniser-noise generator, the scoring arithmetic on a fake parser,
+the held-out file kept apart from training, and one real run of the checker on the trained model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.tools.nlucheck.data import normalise
+from bot.tools.nlucheck.heldout import (
+    HELDOUT_FILE,
+    Case,
+    Miss,
+    Score,
+    percentile,
+    read_heldout,
+    score,
+)
+from bot.tools.nlucheck.noise import HOMOPHONES, noisy, noisy_all, number_words, plain
+from bot.tools.nlucheck.report import heldout_html
+from tests.conftest import MODEL
+
+REPO = Path(__file__).resolve().parent.parent
+HELDOUT = REPO / "nlu-data" / HELDOUT_FILE
+CASES = read_heldout(HELDOUT)
+TEXTS = [c.text for c in CASES]
+
+
+# --- the noise generator ------------------------------------------------------------------------------------
+
+
+def test_noise_is_deterministic() -> None:
+    assert noisy_all(TEXTS, seed=5) == noisy_all(TEXTS, seed=5)
+    assert noisy_all(TEXTS, seed=5) != noisy_all(TEXTS, seed=6)
+    # Each text is seeded on its own: the result does not depend on what came before it.
+    assert noisy_all(TEXTS[10:20], seed=5) == noisy_all(TEXTS, seed=5)[10:20]
+
+
+def test_noise_changes_every_text_and_in_every_way() -> None:
+    noisy_texts = noisy_all(TEXTS)
+    assert all(n != t for n, t in zip(noisy_texts, TEXTS, strict=True))
+    words = [set(t.split()) for t in TEXTS]
+    noisy_words = [set(n.split()) for n in noisy_texts]
+    swapped = sum(
+        1
+        for clean, noise in zip(words, noisy_words, strict=True)
+        if any(alt in noise - clean for w in clean & HOMOPHONES.keys() for alt in HOMOPHONES[w])
+    )
+    dropped = sum(1 for t, n in zip(TEXTS, noisy_texts, strict=True) if len(n.split()) < len(t.split()))
+    fillers = sum(1 for n in noisy_texts if {"um", "uh", "er", "erm"} & set(n.split()))
+    assert swapped > 30 and dropped > 30 and fillers > 50, (swapped, dropped, fillers)
+    # Not so much that the text is gone: most words survive.
+    kept = sum(len(c & n) for c, n in zip(words, noisy_words, strict=True)) / sum(len(c) for c in words)
+    assert 0.75 < kept < 0.98, kept
+
+
+def test_noise_speaks_numbers_and_drops_punctuation() -> None:
+    assert plain("I'd like 2 boxes, order 12345, by 2024!") == (
+        "id like two boxes order one two three four five by twenty twenty four"
+    )
+    assert number_words("42") == "forty two" and number_words("07") == "zero seven"
+    assert number_words("305") == "three hundred and five" and number_words("1900") == "nineteen hundred"
+    assert noisy("Don't   know, 4 U?", seed=1).replace("four", "for").count("for") == 1
+    assert "'" not in noisy("what's up", seed=1) and "," not in noisy("yes, please", seed=1)
+
+
+def test_digit_strings_keep_their_digits() -> None:
+    digits = "eight two four two two one"
+    for seed in range(30):
+        spoken = [w for w in noisy(digits, seed).split() if w not in {"um", "uh", "er", "erm", "like", "so"}]
+        assert not {"to", "too", "for", "ate"} & set(spoken), spoken
+
+
+# --- the arithmetic, on a fake parser --------------------------------------------------------------------
+
+
+def test_score_counts_accuracy_recall_and_misses() -> None:
+    cases = [
+        Case("hi", "greet"),
+        Case("hello", "greet"),
+        Case("hey", "greet"),
+        Case("bye", "goodbye"),
+        Case("see ya", "goodbye"),
+        Case("my box is broken", "report_problem"),
+    ]
+    answers = {"hey": ("goodbye", 0.7), "see ya": ("nlu_fallback", 0.4)}
+
+    def fake(text: str) -> tuple[str, float]:
+        return answers.get(text, (next(c.intent for c in cases if c.text == text), 0.9))
+
+    s = score(cases, fake, "clean")
+    assert s.accuracy == pytest.approx(4 / 6)
+    assert s.recall == {"goodbye": 0.5, "greet": pytest.approx(2 / 3), "report_problem": 1.0}
+    assert s.support == {"greet": 3, "goodbye": 2, "report_problem": 1}
+    assert s.misses == [Miss("hey", "greet", "goodbye", 0.7), Miss("see ya", "goodbye", "nlu_fallback", 0.4)]
+    assert s.weakest(2) == [("goodbye", 0.5), ("greet", pytest.approx(2 / 3))]
+    assert s.confusions() == [("goodbye", "nlu_fallback", 1), ("greet", "goodbye", 1)]
+    assert 0 <= s.p50_ms <= s.p95_ms
+    assert Score.from_json(json.loads(json.dumps(s.to_json()))) == s
+    page = heldout_html([s, score(cases, lambda t: ("greet", 1.0), "noisy (seed 1)")])
+    assert "<td>clean</td><td>0.667</td>" in page and "<td>noisy (seed 1)</td><td>0.500</td>" in page
+    assert "“see ya”" in page and page.index("<td>goodbye</td>") < page.index("<td>greet</td>")
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 95) == 95.0
+    assert percentile([3.0], 95) == 3.0 and percentile([], 50) == 0.0
+
+
+# --- the held-out file itself ----------------------------------------------------------------------------
+
+
+def test_heldout_set_covers_every_intent_and_is_never_trained_on() -> None:
+    domain = yaml.safe_load((REPO / "nlu-data" / "domain.yml").read_text())
+    assert len(CASES) >= 300
+    # Every intent had its utterances when the set was written; an intent added later should get some too.
+    assert {c.intent for c in CASES} <= set(domain["intents"]) and len({c.intent for c in CASES}) >= 21
+    trained = set()
+    for path in (REPO / "nlu-data" / "nlu").glob("*.yml"):
+        for block in yaml.safe_load(path.read_text()).get("nlu") or []:
+            for line in str(block.get("examples") or "").splitlines():
+                trained.add(normalise(line.strip().removeprefix("-")))
+    copied = sorted(c.text for c in CASES if normalise(c.text) in trained)
+    assert not copied, f"held-out utterances in the training data: {copied}"
+
+
+# --- the real model -------------------------------------------------------------------------------------
+
+
+def test_checker_scores_the_heldout_set_with_the_trained_model(tmp_path: Path) -> None:
+    """``--heldout-only``: validation, then the real model loaded in-process (in the checker's child) on the
+    clean and the noisy held-out text."""
+    if not MODEL.exists():
+        pytest.fail("no trained model: run the tests with 'make test' (it trains first)")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.tools.nlucheck",
+            "--heldout-only",
+            "--model",
+            str(MODEL),
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Held-out accuracy: clean " in done.stdout and "Parse time: p50 " in done.stdout, done.stdout
+    raw = json.loads((tmp_path / "heldout.json").read_text())
+    clean, noisy_score = (Score.from_json(v) for v in raw.values())
+    assert sum(clean.support.values()) == len(CASES) == sum(noisy_score.support.values())
+    # Sane, not the targets (heldout.TARGET_*); main's data before issue 12 scored 0.766 clean, 0.725 noisy.
+    assert clean.accuracy > 0.85, clean.weakest(5)
+    assert 0.78 < noisy_score.accuracy <= clean.accuracy + 0.02, noisy_score.weakest(5)
+    assert min(clean.recall.values()) > 0.6, clean.weakest(3)
+    assert 0 < clean.p50_ms <= clean.p95_ms < 200
