@@ -141,6 +141,11 @@ _FAULT = re.compile(
     r"not (charging|connecting|loading)|keeps? (turning|switching|freezing|restarting)|frozen|freez\w*|"
     r"cracked|smashed|cuts? out|cutting out|no sound|no dial tone|gone (black|dead|blank|off)|blank)\b"
 )
+SERVICE_FAILED = re.compile(
+    r"\b(no-?show|never (came|showed|turned up|arrived)|didn'?t (turn up|show up|come|arrive))\b"
+)
+"""A service that did not happen ("your technician was a no-show"): the support line, though no device is
+at fault (so no "not working at all, or only partly?")."""
 _UNHAPPY = re.compile(
     r"\b(complain\w*|complaint|fed up|angry|unacceptable|ridiculous|disappointed|again|third time|"
     r"second time|still not|terrible|awful|useless|frustrat\w*)\b"
@@ -200,7 +205,9 @@ class ValidateSupportForm(TaskForm):
             return {}
         products = await self.deps.store.list_products()
         routed = bool(tracker.get_slot("task_words"))  # a fault in words the classifier was unsure of
-        if routed or outage_kind(text) or match_product(text, products) or _UNHAPPY.search(text.lower()):
+        lowered = text.lower()
+        said = outage_kind(text) or SERVICE_FAILED.search(lowered) or _UNHAPPY.search(lowered)
+        if routed or said or match_product(text, products):
             return self._problem(text)
         return {}
 

@@ -43,7 +43,7 @@ from actions.heard import (
 from actions.info import info_answer
 from actions.lines import say_then_offer_more
 from actions.store import EXISTING, StoreError
-from actions.support import outage_kind
+from actions.support import SERVICE_FAILED, outage_kind
 from actions.tasks import FORM_FOR_TASK
 from telephony.callstate import Reason
 
@@ -113,11 +113,6 @@ def start_task(intent: str, words: str) -> list[EventType]:
     return [SlotSet("pending_task", task), SlotSet("task_words", words), FollowupAction(form)]
 
 
-_SERVICE_FAILED = re.compile(
-    r"\b(no-?show|never (came|showed|turned up|arrived)|didn'?t (turn up|show up|come|arrive))\b"
-)
-"""A service that did not happen ("your technician was a no-show"): the support line, though no device is
-at fault (so no "not working at all, or only partly?")."""
 _GENERIC = re.compile(
     r"\b(can'?t|cannot|won'?t)\b(?! (connect|charge|load|work|hear|call|dial|log|get online|get a signal|"
     r"turn|switch|play|pair|sync|print|send|receive))"
@@ -131,7 +126,7 @@ def is_fault(text: str) -> bool:
     Stricter than :func:`~actions.support.outage_kind` on a caller already reporting a fault: "can't" or
     "won't" is a fault only with what a device does ("it can't connect", not "i can't remember what i
     ordered")."""
-    if _SERVICE_FAILED.search(text.lower()):
+    if SERVICE_FAILED.search(text.lower()):
         return True
     kind = outage_kind(text)
     if kind in ("total", "partial"):

@@ -67,6 +67,14 @@ _DONT_KNOW = re.compile(
     r"\b(don'?t know|do not know|forgot|forgotten|no idea|not sure|can'?t remember|cannot remember|"
     r"don'?t have|do not have|don'?t remember|lost it)\b"
 )
+_A_MOMENT = re.compile(
+    r"\b(hang on|hold on|wait a (sec|second|moment|minute)|(one|a|just a) (sec|second|moment|minute)|"
+    r"give me a (sec|second|moment|minute)|let me (find|get|check|look))\b"
+)
+"""The caller asks for a moment to find the PIN ("hang on let me find it"): no goodbye, no miss."""
+_SAME_TASK = frozenset({"appointment", "reschedule"})
+"""Tasks of one form: "can we do wednesday instead" while booking is about this booking, not a move of
+another one (and the other way round)."""
 
 
 class TaskForm(UsesDeps, FormValidationAction):
@@ -225,6 +233,7 @@ class TaskForm(UsesDeps, FormValidationAction):
         if (
             other is not None
             and other != tracker.get_slot("active_task")
+            and {other, tracker.get_slot("active_task")} != _SAME_TASK
             and confidence >= SWITCH_CONFIDENCE
             and tracker.get_slot("verified")
         ):
@@ -268,6 +277,9 @@ class TaskForm(UsesDeps, FormValidationAction):
         if not is_ref(value) and intent != "request_agent" and _DONT_KNOW.search(str(value or "").lower()):
             # "i dont have it" may sound like goodbye to the classifier: the words decide first.
             return await self._other_way(slot, dispatcher, tracker)
+        if not is_ref(value) and _A_MOMENT.search(str(value or "").lower()):
+            dispatcher.utter_message(response="utter_take_your_time")  # then the same question again
+            return {slot: None}
         if intent == "goodbye":
             return {slot: None, "end_asked": True}  # the form asks utter_ask_end_ok before hanging up
         escaped = self.escape(slot, tracker)
