@@ -154,6 +154,7 @@ class RasaClient:
         self._url = f"{url.rstrip('/')}/webhooks/attendant/webhook"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
     async def _http(self) -> aiohttp.ClientSession:
@@ -186,21 +187,10 @@ class RasaClient:
 
     async def understand(self, sender: str, text: str) -> Understood:
         """The intent of ``text`` by the assistant's model, outside the conversation (the gateway's own
-        yes/no questions). Not retried: a failure counts as not understood (the keypad still works)."""
-        http = await self._http()
-        url = self._url.rsplit("/", 1)[0] + "/understand"
-        try:
-            async with http.post(url, json={"sender": sender, "message": text}) as resp:
-                if resp.status != 200:
-                    raise DialogueError(f"rasa answered HTTP {resp.status}")
-                body = await resp.json(content_type=None)
-        except asyncio.TimeoutError as exc:
-            raise DialogueTimeout("rasa did not answer in time") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise DialogueError(f"understanding failed: {type(exc).__name__}") from exc
-        if not isinstance(body, dict):
-            raise DialogueError("unexpected understanding shape")
-        return Understood(str(body.get("intent") or ""), float(body.get("confidence") or 0.0))
+        yes/no questions), through the parse-only route. Not retried: a failure counts as not understood
+        (the keypad still works)."""
+        parsed = await self.parse(sender, text, timeout_s=self._timeout_s)
+        return Understood(parsed.intent, parsed.confidence)
 
     async def parse(
         self, sender: str, text: str, metadata: Mapping[str, Any] | None = None, *, timeout_s: float = 0.15

@@ -65,11 +65,8 @@ Conversation contract with the gateway
   (who is calling, verified or not and how, the customer once verified, task and skill, the latest intents
   with confidence, what the task learned, incident priority, handoff reason, language). The gateway keeps
   it in the call's Redis record after every turn, so what was learned outlives the gateway.
-- **Understanding only.** ``POST /webhooks/attendant/understand`` (same token and body) runs the model's
-  language understanding on ``message`` and answers ``{"intent": <name>, "confidence": <0..1>}``; nothing is
-  recorded in the conversation. The gateway uses it for its own yes/no questions (the callback offer, after
-  hours), where the conversation with the assistant is already over or not yet begun.
-- **Parse only (speculation).** ``POST /webhooks/attendant/parse`` (same token and body) answers what the
+- **Parse only** (speculation, and the gateway's own yes/no questions: the callback offer, after hours).
+  ``POST /webhooks/attendant/parse`` (same token and body) answers what the
   model makes of ``message`` as the webhook would see it: ``{"intent": <name>, "confidence": <0..1>,
   "entities": [{"entity", "value", "start", "end"}...], "masked": <bool>}``. The words are shielded exactly as
   on the webhook (masked; at a PIN or date-of-birth prompt the answer is ``inform_digits`` and the secret is
@@ -272,32 +269,6 @@ class AttendantInput(RestInput):
             if context is not None:
                 reply.append({"recipient_id": sender, "custom": {"context": context}})
             return response.json([*reply, *collector.messages])
-
-        @bp.route("/understand", methods=["POST"])  # type: ignore[untyped-decorator]
-        async def understand(request: Request) -> HTTPResponse:
-            if not self.authorised(request.headers.get("Authorization")):
-                return response.json({"error": "unauthorized"}, status=401)
-            try:
-                sender, text, _ = _parse_body(request.body)
-            except ValueError as exc:
-                return response.json({"error": str(exc)}, status=400)
-            if text.startswith("/"):
-                return response.json({"error": "only words are understood here"}, status=400)
-            agent = getattr(request.app.ctx, "agent", None)
-            if agent is None or not agent.is_ready():
-                return response.json({"error": "no model loaded"}, status=503)
-            try:
-                parsed = await agent.parse_message(text)
-            except Exception:
-                log.exception("understand failed sender=%s", sender)
-                return response.json({"error": "not understood"}, status=500)
-            intent = parsed.get("intent") or {}
-            return response.json(
-                {
-                    "intent": str(intent.get("name") or ""),
-                    "confidence": float(intent.get("confidence") or 0.0),
-                }
-            )
 
         @bp.route("/parse", methods=["POST"])  # type: ignore[untyped-decorator]
         async def parse(request: Request) -> HTTPResponse:
