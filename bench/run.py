@@ -90,6 +90,10 @@ class Running:
     agi_port: int
     pid: int
     logs: Path
+    engines: dict[str, int]
+    """Process ids of the Rasa server (``rasa``) and the action server (``actions``)."""
+    rasa_url: str = ""
+    token: str = ""
 
 
 @contextmanager
@@ -129,7 +133,8 @@ def running_stack(
             **gateway_env,
         )
         gateway, _ = spawn_gateway(env, stderr=(logs / "gateway.log").open("w"))
-        yield Running(port, agi_port, gateway.pid, logs)
+        engines = {name: proc.pid for name in stack.NAMES if (proc := stack.process(name)) is not None}
+        yield Running(port, agi_port, gateway.pid, logs, engines, stack.rasa_url, token)
     finally:
         if gateway is not None:
             gateway.terminate()

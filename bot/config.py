@@ -129,14 +129,31 @@ class RasaConfig:
     person by five."""
 
 
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask, which a container's CPU set narrows)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+ASR_THREADS_MAX = 8
+
+
+def default_asr_threads() -> int:
+    """One decoding thread per core (Vosk releases the GIL while decoding), at most ``ASR_THREADS_MAX``."""
+    return min(ASR_THREADS_MAX, cores())
+
+
 @dataclass(frozen=True, slots=True)
 class AsrConfig:
     """Speech recognition."""
 
     model_dir: Path | None = None
     """Vosk model folder; ``None`` switches speech recognition off (keypad and text injection still work)."""
-    threads: int = 2
-    """Worker threads shared by all calls for decoding."""
+    threads: int = field(default_factory=default_asr_threads)
+    """Worker threads shared by all calls for decoding: a bounded pool, one per core by default; utterances
+    from more calls than that wait their turn in its queue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +264,9 @@ class Config:
                 token=token,
                 timeout_s=_float(e, "RASA_TIMEOUT_S", 4.5, 0.1, 120.0),
             ),
-            asr=AsrConfig(model_dir=model_dir, threads=_int(e, "ATTENDANT_ASR_THREADS", 2, 1, 64)),
+            asr=AsrConfig(
+                model_dir=model_dir, threads=_int(e, "ATTENDANT_ASR_THREADS", default_asr_threads(), 1, 64)
+            ),
             tts=TtsConfig(
                 voice=voice_path,
                 threads=_int(e, "ATTENDANT_TTS_THREADS", 1, 1, 64),

@@ -411,12 +411,14 @@ class CallSession:
             if self._d.on_end is not None:
                 self._d.on_end(self)
             log.info(
-                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d frames_out=%d speculation=%s",
+                "call %s ended: outcome=%s reason=%s turns=%d barge_ins=%d gated=%d frames_out=%d"
+                " speculation=%s",
                 self.call_id,
                 end.outcome,
                 end.reason or "",
                 self.turns,
                 self.barge_ins,
+                self.listener.gated,
                 self.speaker.pacer.frames_sent,
                 json.dumps(asdict(self.speculator.stats)) if self.speculator is not None else "off",
             )

@@ -6,6 +6,7 @@ One module per job, in the order a call uses them::
     speech.py       --say: Piper synthesis at the call rate
     wav.py          --wav and --out: audio files through libsndfile (soundfile), resampled with soxr
     audio.py        caller audio: 20 ms frames, levels, resampling
+    echo.py         a line with echo: the bot's voice mixed back into the caller's frames
     agi_client.py   the dialplan's FastAGI ``register`` step, as Asterisk sends it
     caller.py       the call itself: AudioSocket client, pacing, turns, replies, hangup
     segment.py      the bot's audio cut into utterances
@@ -20,6 +21,7 @@ end-to-end tests and the benchmark drive.
 
 from telephony.sim.agi_client import agi_register
 from telephony.sim.caller import CallerSimulator
+from telephony.sim.echo import EchoPath
 from telephony.sim.errors import GatewayUnreachable, SimulatorError
 from telephony.sim.report import (
     ENDED_ABORTED,
@@ -41,6 +43,7 @@ __all__ = [
     "ENDED_WE_HUNG_UP",
     "CallResult",
     "CallerSimulator",
+    "EchoPath",
     "Event",
     "GatewayUnreachable",
     "SimulatorError",

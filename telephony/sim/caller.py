@@ -39,6 +39,7 @@ from telephony.frames import FRAME_MS, SAMPLE_WIDTH, AudioIn, Dtmf, Hangup, Peer
 from telephony.pacing import Clock, MonotonicClock, Ticker
 from telephony.sim.agi_client import agi_register
 from telephony.sim.audio import resample, speech_span, split_frames
+from telephony.sim.echo import EchoPath
 from telephony.sim.errors import GatewayUnreachable, SimulatorError
 from telephony.sim.report import (
     ENDED_ABORTED,
@@ -46,6 +47,7 @@ from telephony.sim.report import (
     ENDED_PROTOCOL,
     ENDED_SOCKET_CLOSED,
     ENDED_WE_HUNG_UP,
+    LATE_GAP_S,
     CallResult,
     Event,
     TranscriptEntry,
@@ -112,6 +114,7 @@ class CallerSimulator:
         connect_timeout_s: float = 5.0,
         caller_number: str | None = None,
         agi_port: int = 4573,
+        echo: EchoPath | None = None,
     ) -> None:
         if rate not in RATE_KINDS:
             raise ValueError(f"AudioSocket has no audio kind for {rate} Hz")
@@ -132,6 +135,8 @@ class CallerSimulator:
         self.caller_number = caller_number
         """When set, registered over FastAGI before dialling, as the dialplan does."""
         self.agi_port = agi_port
+        self.echo = echo
+        """When set, the bot's voice comes back mixed into every caller frame (a line with echo)."""
 
         self.result = CallResult(self.call_id, rate)
         self._t0 = 0.0
@@ -195,6 +200,7 @@ class CallerSimulator:
         self._writer = writer
         self._t0 = self._clock.now()
         self._wall0 = time.time()
+        self.result.wall_start = self._wall0
         writer.write(encode_uuid(self.call_id))
         kind = RATE_KINDS[self.rate]
         self._emit(
@@ -221,8 +227,12 @@ class CallerSimulator:
     # -- the script ---------------------------------------------------------------------------------------
 
     async def _script(self, prepared: list[PreparedTurn]) -> None:
-        await self._await_reply(since=0.0)
+        since = 0.0  # the greeting, then each turn's reply
         for i, item in enumerate(prepared, start=1):
+            if item.turn.barge_s is not None:
+                await self._await_speech(since, item.turn.barge_s)
+            else:
+                await self._await_reply(since)
             tr = TurnResult(i, item.turn)
             self.result.turns.append(tr)
             if self._ended.is_set():
@@ -235,7 +245,8 @@ class CallerSimulator:
             else:
                 await self._send_audio(item, tr)
             if tr.ended is not None:
-                await self._await_reply(since=tr.ended)
+                since = tr.ended
+        await self._await_reply(since)
         if self._ended.is_set():
             return
         if not self.hangup:
@@ -267,6 +278,20 @@ class CallerSimulator:
                 return False
             await self._clock.sleep_until(now + FRAME_S)
         return False
+
+    async def _await_speech(self, since: float, after_s: float) -> None:
+        """Wait until the bot started speaking at or after ``since``, then ``after_s`` more (a caller about to
+        talk over it); give up waiting for the bot after ``wait_s``."""
+        deadline = self._clock.now() + self.wait_s
+        while not self._ended.is_set():
+            now = self._clock.now()
+            if self._last_start is not None and self._last_start >= since:
+                if now - self._t0 >= self._last_start + after_s:
+                    return
+            elif now >= deadline:
+                self._emit(now - self._t0, "call", f"the bot did not speak within {self.wait_s:g} s")
+                return
+            await self._clock.sleep_until(now + FRAME_S)
 
     async def _send_audio(self, item: PreparedTurn, tr: TurnResult) -> None:
         if not item.frames:
@@ -342,7 +367,8 @@ class CallerSimulator:
             if self._ended.is_set():
                 break
             out = self._queue.popleft() if self._queue else _Out(self._silence_frame)
-            if not await self._write(encode_audio(out.pcm, self.rate)):
+            pcm = out.pcm if self.echo is None else self.echo.mix(out.pcm)
+            if not await self._write(encode_audio(pcm, self.rate)):
                 break
             if out.result is not None:
                 self._mark_sent(out)
@@ -391,6 +417,13 @@ class CallerSimulator:
                     self._wrong_rate_noted = True
                     self._emit(now, "bot", f"sends {message.rate} Hz audio on a {self.rate} Hz call")
                 pcm = resample(pcm, message.rate, self.rate)
+            if result.last_frame_at is not None:
+                gap = now - result.last_frame_at
+                result.max_frame_gap_s = max(result.max_frame_gap_s, gap)
+                if gap > LATE_GAP_S:
+                    result.late_frames += 1
+            if self.echo is not None:
+                self.echo.heard(pcm)
             result.frames_received += 1
             result.frames_by_rate[message.rate] = result.frames_by_rate.get(message.rate, 0) + 1
             seconds = len(message.pcm) / (message.rate * SAMPLE_WIDTH)

@@ -20,6 +20,8 @@ ENDED_WE_HUNG_UP = "we hung up"
 ENDED_SOCKET_CLOSED = "socket closed by the gateway"
 ENDED_PROTOCOL = "protocol error"
 ENDED_ABORTED = "simulator stopped"
+LATE_GAP_S = 0.04
+"""A bot frame later than this after the previous one is late (twice the 20 ms frame)."""
 
 
 @dataclass(slots=True)
@@ -91,9 +93,15 @@ class CallResult:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     last_frame_s: float = 0.0
+    late_frames: int = 0
+    """Bot frames arriving more than ``LATE_GAP_S`` after the one before (the gateway sends every 20 ms)."""
+    max_frame_gap_s: float = 0.0
+    """The longest wait between two bot frames, seconds."""
     """Duration of the last frame received, seconds."""
     duration_s: float = 0.0
     """Connect to close, seconds."""
+    wall_start: float = 0.0
+    """Unix time of the connect (time 0 of the call's other times), to line them up with logs."""
     redis_ok: bool = False
     """The transcript stream could be read."""
     greeting_at: float | None = None

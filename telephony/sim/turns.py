@@ -19,6 +19,9 @@ class Turn:
     """The text, path or keys; for ``audio`` a label."""
     pcm: bytes | None = None
     """For ``audio``: 16-bit mono PCM at the call rate."""
+    barge_s: float | None = None
+    """Talk over the bot: start this many seconds after the bot began its reply (or the greeting) instead of
+    waiting for it to finish."""
 
     def __post_init__(self) -> None:
         if self.kind not in TURN_KINDS:
@@ -27,6 +30,8 @@ class Turn:
             raise ValueError(f"DTMF keys must be from {''.join(sorted(DTMF_DIGITS))}")
         if self.kind == "audio" and self.pcm is None:
             raise ValueError("an audio turn needs pcm")
+        if self.barge_s is not None and self.barge_s < 0:
+            raise ValueError("barge_s must not be negative")
         if self.kind == "text" and not self.value.strip():
             raise ValueError("empty text")
 
