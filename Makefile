@@ -26,7 +26,7 @@ help:
 	@echo "            the action server and the gateway"
 	@echo "make test   run the test suite (real Vosk, Piper, Rasa and Redis)"
 	@echo "make lint   ruff and mypy"
-	@echo "make bench  latency and CPU figures (see bench/)"
+	@echo "make bench  turn gaps, CPU and capacity under 1-20 callers vs the naive pipeline (bench/turns.py)"
 	@echo "make soak   10 callers for 10 minutes with a bad peer alongside: dropped calls, memory, late frames"
 	@echo "make agents apply telephony/agents.yml to Asterisk's queues over AMI (ARGS=--dry-run to preview)"
 
@@ -92,8 +92,11 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-bench: model seed
-	$(PY) -m bench.run
+# Turn-taking under load, 1, 5, 10 and 20 callers, against the naive pipeline (bench/turns.py; about
+# 15 minutes on two quiet cores). ARGS="--callers 1,5 --quick" for a short run. The parts' own speed:
+# python -m bench.run.
+bench: model
+	$(PY) -m bench.turns $(ARGS)
 
 soak: model
 	$(PY) -m bench.soak
