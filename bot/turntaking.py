@@ -130,7 +130,8 @@ def frame_db(pcm: bytes) -> float:
     samples = np.frombuffer(pcm, dtype=np.int16)
     if not samples.size:
         return SILENT_DB
-    power = float(np.mean(samples.astype(np.float64) ** 2)) / (32768.0**2)
+    x = samples.astype(np.float64)
+    power = float(np.dot(x, x)) / x.size / (32768.0**2)  # one pass, no squared temporary (every frame)
     return max(SILENT_DB, 10.0 * math.log10(power)) if power > 0 else SILENT_DB
 
 
@@ -144,7 +145,8 @@ class EchoReference:
 
     def sent(self, now: float, pcm: bytes) -> None:
         """One outbound frame went out at ``now``."""
-        self._sent.append((now, frame_db(pcm) if any(pcm) else SILENT_DB))
+        # strip() finds an all-zero frame (the pacer's silence, most frames) in C; any() iterated bytes
+        self._sent.append((now, frame_db(pcm) if pcm.strip(b"\x00") else SILENT_DB))
         while self._sent and self._sent[0][0] < now - self.window_s:
             self._sent.popleft()
 
