@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bot.asr import VoskEngine
+from bot.asr import VoskEngine, VoskStream
 from bot.config import default_asr_threads
 from bot.dialogue import RasaClient
 from bot.tts import PiperSynthesizer
@@ -56,13 +57,10 @@ class NaivePipeline:
         self.tts_pool = ThreadPoolExecutor(1, thread_name_prefix="naive-tts")
         self._rasa = (rasa_url, token)
 
-    def _decode(self, pcm: bytes) -> str:
-        stream = self.asr.stream()
-        try:
-            stream.accept(pcm, RATE)
-            return stream.flush().final or ""
-        finally:
-            stream.close()
+    @staticmethod
+    def _decode(stream: VoskStream, pcm: bytes) -> str:
+        stream.accept(pcm, RATE)
+        return stream.flush().final or ""  # Vosk's final result also resets the recogniser
 
     def _synthesise(self, texts: Sequence[str]) -> int:
         return sum(len(pcm) for text in texts for pcm in self.synth.sentences(text, RATE))
@@ -73,13 +71,30 @@ class NaivePipeline:
         sender = f"naive-{uuid.uuid4()}"
         meta = {"call_id": sender, "language": "en", "asr_available": True}
         out: list[NaiveTurn] = []
+        # One recogniser per call made before it starts (untimed), as the gateway does.
+        stream = await loop.run_in_executor(self.asr_pool, self.asr.stream)
+        try:
+            return await self._turns(rasa, sender, meta, stream, turns, out)
+        finally:
+            await loop.run_in_executor(self.asr_pool, stream.close)
+
+    async def _turns(
+        self,
+        rasa: RasaClient,
+        sender: str,
+        meta: dict[str, Any],
+        stream: VoskStream,
+        turns: Sequence[Turn],
+        out: list[NaiveTurn],
+    ) -> list[NaiveTurn]:
+        loop = asyncio.get_running_loop()
         for turn in turns:
             if turn.kind == "text":
                 await rasa.send(sender, turn.value, {**meta, "input": "inject"})
                 continue
             pcm = load_wav(Path(turn.value), RATE)
             t0 = time.perf_counter()
-            text = await loop.run_in_executor(self.asr_pool, self._decode, pcm)
+            text = await loop.run_in_executor(self.asr_pool, self._decode, stream, pcm)
             t1 = time.perf_counter()
             reply = await rasa.send(sender, text or "", {**meta, "input": "asr"})
             t2 = time.perf_counter()

@@ -80,6 +80,11 @@ def ms(v: float | None) -> int | None:
 class Tally:
     gaps: list[float] = field(default_factory=list)
     processing: list[float] = field(default_factory=list)
+    asr: list[float] = field(default_factory=list)
+    """End-of-turn decision to the final transcript (the recogniser catching up and finishing)."""
+    rasa: list[float] = field(default_factory=list)
+    """Decision to the assistant's reply (includes ``asr``)."""
+    false_barge_at: list[dict[str, Any]] = field(default_factory=list)
     silences: list[float] = field(default_factory=list)
     shares: list[float] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
@@ -157,11 +162,19 @@ def tally_call(
                 proc = rec["first_audio"] / 1000
                 t.processing.append(proc)
                 t.shares.append(min(1.0, proc / gap) if gap > 0 else 1.0)
+            if rec.get("asr") is not None:
+                t.asr.append(rec["asr"] / 1000)
+            if rec.get("rasa") is not None:
+                t.rasa.append(rec["rasa"] / 1000)
             if rec.get("silence") is not None:
                 t.silences.append(rec["silence"] / 1000)
     for b in barges:
         if not any(a <= b <= z for a, z in speaking):
             t.false_barge_ins += 1
+            spoke = [round(a, 2) for a, _ in speaking]
+            t.false_barge_at.append(
+                {"call": str(result.call_id), "t": round(b, 2), "echo": echo, "turns": spoke}
+            )
 
 
 def _barge(t: Tally, result: CallResult, started: float, ended: float, barges: list[float]) -> None:
@@ -195,6 +208,8 @@ def figures(t: Tally) -> dict[str, Any]:
         "processing_ms_p50": ms(pct(t.processing, 0.5)),
         "processing_ms_p95": ms(pct(t.processing, 0.95)),
         "silence_ms_p50": ms(pct(t.silences, 0.5)),
+        "decision_to_transcript_ms_p50": ms(pct(t.asr, 0.5)),
+        "decision_to_reply_ms_p50": ms(pct(t.rasa, 0.5)),
         "processing_share_p50": round(statistics.median(t.shares), 2) if t.shares else None,
         "end_rules": dict(t.rules),
         "paused_turns": t.paused,
@@ -208,6 +223,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "barge_stop_ms_p50": ms(pct(t.stop_latencies, 0.5)),
         "barge_stop_ms_max": ms(max(t.stop_latencies) if t.stop_latencies else None),
         "false_barge_ins": t.false_barge_ins,
+        "false_barge_ins_where": t.false_barge_at,
         "echo_calls": t.echo_calls,
         "echo_frames_gated": t.gated,
         "frames_received": t.frames,
