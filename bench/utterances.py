@@ -13,10 +13,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from telephony.sim.speech import PiperCaller
 from telephony.sim.wav import write_wav
 
+Pcm = npt.NDArray[np.int16]
 RATE = 8000
 WINDOW = RATE // 100  # 10 ms
 LEAD_S = 0.2
@@ -54,7 +56,7 @@ class Line:
     """The spliced pause, start and end, seconds from the start of the file."""
 
 
-def _voiced_windows(pcm: np.ndarray) -> np.ndarray:
+def _voiced_windows(pcm: Pcm) -> npt.NDArray[np.intp]:
     n = len(pcm) // WINDOW
     win = pcm[: n * WINDOW].astype(np.float64).reshape(n, WINDOW)
     rms = np.sqrt((win * win).mean(axis=1))
@@ -62,7 +64,7 @@ def _voiced_windows(pcm: np.ndarray) -> np.ndarray:
     return np.flatnonzero(rms > threshold)
 
 
-def _trim(pcm: np.ndarray) -> np.ndarray:
+def _trim(pcm: Pcm) -> Pcm:
     """The speech only: leading and trailing silence cut at the first and last voiced 10 ms window."""
     voiced = _voiced_windows(pcm)
     if not len(voiced):
@@ -70,7 +72,7 @@ def _trim(pcm: np.ndarray) -> np.ndarray:
     return pcm[voiced[0] * WINDOW : (voiced[-1] + 1) * WINDOW]
 
 
-def _pcm(voice: PiperCaller, text: str) -> np.ndarray:
+def _pcm(voice: PiperCaller, text: str) -> Pcm:
     return np.frombuffer(voice.synthesize(text, RATE), dtype="<i2").copy()
 
 
@@ -101,9 +103,7 @@ def build(folder: Path, voice: PiperCaller | None = None) -> list[Line]:
     return lines
 
 
-def _write(
-    folder: Path, name: str, text: str, parts: list[np.ndarray], pause: tuple[float, float] | None
-) -> Line:
+def _write(folder: Path, name: str, text: str, parts: list[Pcm], pause: tuple[float, float] | None) -> Line:
     pcm = np.concatenate(parts)
     voiced = _voiced_windows(pcm)
     path = folder / f"{name}.wav"
