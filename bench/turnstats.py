@@ -30,10 +30,13 @@ from typing import Any
 
 from bench.utterances import Line
 from telephony.sim import CallResult
+from telephony.sim.segment import Utterance
 
 STOP_WITHIN_S = 0.2
-CALLER_TAIL_S = 0.5
-"""After the caller's last voiced frame, a barge-in still counts as caused by the caller for this long."""
+CALLER_TAIL_S = 3.0
+"""After the caller's last voiced frame, a barge-in still counts as caused by the caller for this long: it is
+logged when confirmed, by words from the recogniser, which lag under load (and a false cut's second half
+starts over the bot's reply to its first)."""
 
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: call ([0-9a-f-]{36}): "
 TURN_RE = re.compile(_STAMP + r"turn latency ms (\{.*\})$", re.M)
@@ -92,6 +95,7 @@ class Tally:
     unanswered: int = 0
     paused: int = 0
     false_cuts: int = 0
+    cut_lines: Counter[str] = field(default_factory=Counter)
     early_replies: int = 0
     barge_turns: int = 0
     barge_stopped: int = 0
@@ -144,6 +148,8 @@ def tally_call(
             p0 = t0 + line.pause[0]
             cut = any(p0 <= d < end - 0.02 for d, _ in decisions) or any(p0 <= s < end for s in starts)
             t.false_cuts += cut
+            if cut:
+                t.cut_lines[f"{line.name} ({line.pause[1] - line.pause[0]:.1f} s pause)"] += 1
         elif any(tr.started < s < end for s in starts):
             t.early_replies += 1
         if tr.turn.barge_s is not None:
@@ -179,12 +185,15 @@ def tally_call(
 
 def _barge(t: Tally, result: CallResult, started: float, ended: float, barges: list[float]) -> None:
     t.barge_turns += 1
-    talking = [u for u in result.utterances if u.start <= started < u.start + u.duration + 0.06]
+
+    def last(u: Utterance) -> float:
+        return u.last_at if u.last_at is not None else u.start + u.duration
+
+    talking = [u for u in result.utterances if u.start <= started <= last(u) + 0.02]
     if not talking:
         t.barge_na += 1  # the bot had already finished: nothing to interrupt
         return
-    u = talking[0]
-    stop = u.start + u.duration - started
+    stop = last(talking[0]) - started
     t.stop_latencies.append(max(0.0, stop))
     confirmed = any(started <= b <= ended + 1.0 for b in barges)
     if stop <= STOP_WITHIN_S and confirmed:
@@ -215,6 +224,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "paused_turns": t.paused,
         "false_cuts": t.false_cuts,
         "false_cut_pct": round(100 * t.false_cuts / t.paused, 1) if t.paused else None,
+        "false_cuts_by_line": dict(t.cut_lines),
         "early_replies_unpaused": t.early_replies,
         "barge_turns": t.barge_turns,
         "barge_stopped_within_200ms": t.barge_stopped,

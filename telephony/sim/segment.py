@@ -21,6 +21,8 @@ class Utterance:
     """Arrival of its first voiced frame, seconds since connect."""
     duration: float
     """Audio from the first to the end of the last voiced frame, seconds."""
+    last_at: float | None = None
+    """Arrival of its last voiced frame, seconds since connect (when the caller last heard it)."""
 
 
 class UtteranceSegmenter:
@@ -33,6 +35,7 @@ class UtteranceSegmenter:
         self._threshold = threshold
         self._gap_samples = round(gap_s * rate)
         self._start: float | None = None
+        self._last_at: float | None = None
         self._voiced_samples = 0
         """Samples from the utterance's first voiced frame to the end of its last voiced one."""
         self._silent_samples = 0
@@ -60,6 +63,7 @@ class UtteranceSegmenter:
                 self._voiced_samples += self._silent_samples
             self._voiced_samples += samples
             self._silent_samples = 0
+            self._last_at = t
         elif self._start is not None:
             self._silent_samples += samples
             if self._silent_samples >= self._gap_samples:
@@ -72,7 +76,7 @@ class UtteranceSegmenter:
 
     def _close(self) -> Utterance:
         assert self._start is not None
-        utterance = Utterance(self._start, self._voiced_samples / self._rate)
+        utterance = Utterance(self._start, self._voiced_samples / self._rate, self._last_at)
         self._start = None
         self._voiced_samples = 0
         self._silent_samples = 0
