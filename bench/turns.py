@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -298,10 +299,13 @@ def main(argv: list[str] | None = None) -> int:
                 prof = RESULTS / f"profile-n{n}.txt" if n == args.profile_at else None
                 print(f"N={n}: {n} callers x {per_caller} call(s) ...", flush=True)
                 results.append(asyncio.run(level(n, plans, run, naive, prof)))
-                print(json.dumps(results[-1]), flush=True)
+                brief = {k: v for k, v in results[-1].items() if k not in ("turns", "profile")}
+                print(json.dumps(brief), flush=True)
         finally:
             naive.close()
     took = time.monotonic() - started
+    gateway_log = (run.logs / "gateway.log").read_text(errors="replace")
+    lag = re.findall(r"loop lag (\{.*\})", gateway_log)
     capacity = max((x["callers"] for x in results if x["meets_capacity_targets"]), default=None)
     report = {
         "quick": args.quick,
@@ -315,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             f"largest N with p95 gap <= {TARGET_P95_MS} ms and < {TARGET_LATE_PCT:g} % late frames"
         ),
         "run_s": round(took),
+        "gateway_loop_lag_ms": json.loads(lag[-1].replace("'", '"')) if lag else None,
+        "pacer_fell_behind": gateway_log.count("outbound audio fell"),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))

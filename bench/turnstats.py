@@ -5,7 +5,7 @@ Times are seconds since each call's connect (the simulator's clock); gateway log
 clock by their wall time and the call's wall-clock start (same machine, millisecond log stamps).
 
 - **turn gap**: end of caller speech (last voiced frame sent) to the first voiced bot frame received, for
-  spoken turns that did not talk over the bot;
+  spoken turns that did not talk over the bot and were not cut early (those count as false cuts);
 - **processing**: the gateway's own part of the gap, from its end-of-turn decision to the first bot audio
   (``first_audio`` of its ``turn latency ms`` line); the rest is the silence it waited;
 - **false cut**: a line with a spliced mid-sentence pause whose turn the gateway ended between the pause's
@@ -88,6 +88,8 @@ class Tally:
     rasa: list[float] = field(default_factory=list)
     """Decision to the assistant's reply (includes ``asr``)."""
     false_barge_at: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """Every spoken turn, for a closer look."""
     silences: list[float] = field(default_factory=list)
     shares: list[float] = field(default_factory=list)
     rules: Counter[str] = field(default_factory=Counter)
@@ -143,6 +145,7 @@ def tally_call(
         if tr.ended is not None:
             t.speech_end_error = max(t.speech_end_error, abs(tr.ended - end))
         t.spoken += 1
+        cut = False
         if line.pause is not None:
             t.paused += 1
             p0 = t0 + line.pause[0]
@@ -152,17 +155,37 @@ def tally_call(
                 t.cut_lines[f"{line.name} ({line.pause[1] - line.pause[0]:.1f} s pause)"] += 1
         elif any(tr.started < s < end for s in starts):
             t.early_replies += 1
+            cut = True
+        record: dict[str, Any] = {
+            "call": str(result.call_id)[:8],
+            "at_s": round(tr.started, 2),
+            "line": line.name,
+            "echo": echo,
+            "barge": tr.turn.barge_s is not None,
+            "cut": cut,
+            "gap_ms": ms(tr.latency),
+        }
+        t.records.append(record)
         if tr.turn.barge_s is not None:
             _barge(t, result, tr.started, tr.ended or end, barges)
             continue
         if tr.latency is None:
             t.unanswered += 1
             continue
+        if cut:
+            continue  # its "gap" follows the bot's reply to half a sentence: counted as a false cut instead
         gap = tr.latency
         t.gaps.append(gap)
         mine = [rec for d, rec in decisions if end - 0.05 <= d <= end + gap + 0.05]
         if mine:
             rec = mine[0]
+            record.update(
+                rule=rec.get("end_rule"),
+                silence_ms=rec.get("silence"),
+                transcript_ms=rec.get("asr"),
+                reply_ms=rec.get("rasa"),
+                first_audio_ms=rec.get("first_audio"),
+            )
             t.rules[str(rec.get("end_rule", "fixed"))] += 1
             if rec.get("first_audio") is not None:
                 proc = rec["first_audio"] / 1000
@@ -241,6 +264,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "late_frames_pct": round(100 * t.late / t.frames, 3) if t.frames else None,
         "max_frame_gap_ms": ms(t.max_gap),
         "speech_end_error_ms_max": ms(t.speech_end_error),
+        "turns": t.records,
     }
 
 
