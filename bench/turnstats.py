@@ -9,7 +9,9 @@ clock by their wall time and the call's wall-clock start (same machine, millisec
 - **processing**: the gateway's own part of the gap, from its end-of-turn decision to the first bot audio
   (``first_audio`` of its ``turn latency ms`` line); the rest is the silence it waited;
 - **false cut**: a line with a spliced mid-sentence pause whose turn the gateway ended between the pause's
-  start and the end of the speech (a decision logged there, or the bot starting to talk there);
+  start and the end of the speech (its end-of-turn decision, logged with the reply, falls there; a cut whose
+  reply never played shows only as an extra turn: ``extra_turns_heard``, the gateway's turn count per call
+  beyond the turns played);
 - **barge-in**: a caller line started over the bot (greeting or reply); *stopped* when the bot's voice ended
   within 200 ms of the caller's first voiced frame and the gateway confirmed the barge-in; *missed*
   otherwise. A **false barge-in** is one the gateway logged while the caller was not speaking (the echo of
@@ -41,7 +43,7 @@ starts over the bot's reply to its first)."""
 _STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ [\w.]+: call ([0-9a-f-]{36}): "
 TURN_RE = re.compile(_STAMP + r"turn latency ms (\{.*\})$", re.M)
 BARGE_RE = re.compile(_STAMP + r"barge-in, (\d+) ms", re.M)
-END_RE = re.compile(r"call ([0-9a-f-]{36}) ended: .*?barge_ins=(\d+) gated=(\d+)", re.M)
+END_RE = re.compile(r"call ([0-9a-f-]{36}) ended: .*?turns=(\d+) barge_ins=(\d+) gated=(\d+)", re.M)
 
 
 @dataclass
@@ -51,6 +53,8 @@ class CallLog:
     turns: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     barge_ins: list[float] = field(default_factory=list)
     gated: int = 0
+    heard_turns: int | None = None
+    """Caller turns the gateway took in the whole call."""
 
 
 def _wall(stamp: str) -> float:
@@ -64,7 +68,8 @@ def parse_log(text: str) -> dict[str, CallLog]:
     for m in BARGE_RE.finditer(text):
         calls.setdefault(m.group(2), CallLog()).barge_ins.append(_wall(m.group(1)))
     for m in END_RE.finditer(text):
-        calls.setdefault(m.group(1), CallLog()).gated = int(m.group(3))
+        call = calls.setdefault(m.group(1), CallLog())
+        call.heard_turns, call.gated = int(m.group(2)), int(m.group(4))
     return calls
 
 
@@ -99,6 +104,8 @@ class Tally:
     false_cuts: int = 0
     cut_lines: Counter[str] = field(default_factory=Counter)
     early_replies: int = 0
+    extra_turns: int = 0
+    """Caller turns the gateway took beyond those played: a sentence cut in two, or echo taken for a turn."""
     barge_turns: int = 0
     barge_stopped: int = 0
     barge_missed: int = 0
@@ -134,7 +141,9 @@ def tally_call(
     if echo:
         t.echo_calls += 1
         t.gated += log.gated
-    starts = [u.start for u in result.utterances]
+    sent = sum(1 for tr in result.turns if not tr.skipped and tr.ended is not None)
+    if log.heard_turns is not None and log.heard_turns > sent:
+        t.extra_turns += log.heard_turns - sent
     speaking: list[tuple[float, float]] = []
     for tr, line in zip(result.turns, lines, strict=True):
         if line is None or tr.skipped or tr.started is None:
@@ -149,11 +158,11 @@ def tally_call(
         if line.pause is not None:
             t.paused += 1
             p0 = t0 + line.pause[0]
-            cut = any(p0 <= d < end - 0.02 for d, _ in decisions) or any(p0 <= s < end for s in starts)
+            cut = any(p0 <= d < end - 0.02 for d, _ in decisions)
             t.false_cuts += cut
             if cut:
                 t.cut_lines[f"{line.name} ({line.pause[1] - line.pause[0]:.1f} s pause)"] += 1
-        elif any(tr.started < s < end for s in starts):
+        elif any(tr.started < d < end - 0.02 for d, _ in decisions):
             t.early_replies += 1
             cut = True
         record: dict[str, Any] = {
@@ -249,6 +258,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "false_cut_pct": round(100 * t.false_cuts / t.paused, 1) if t.paused else None,
         "false_cuts_by_line": dict(t.cut_lines),
         "early_replies_unpaused": t.early_replies,
+        "extra_turns_heard": t.extra_turns,
         "barge_turns": t.barge_turns,
         "barge_stopped_within_200ms": t.barge_stopped,
         "barge_missed": t.barge_missed,
