@@ -325,9 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     png = args.chart or args.json.with_suffix(".png")
-    note = (
-        f"{'quick run' if args.quick else 'full run'}, {report['cores']} cores, capacity point N = {capacity}"
-    )
+    kind = "quick run" if args.quick else "full run"
+    note = f"{kind}, {report['cores']} cores, capacity point N = {capacity or 'none met'}"
     drawn = chart(results, png, note)
     print()
     print(table(results))

@@ -105,6 +105,8 @@ class Tally:
     cut_lines: Counter[str] = field(default_factory=Counter)
     early_replies: int = 0
     extra_turns: int = 0
+    other_first: int = 0
+    """Turns whose first bot audio was not the reply (the no-input reprompt while the reply was late)."""
     """Caller turns the gateway took beyond those played: a sentence cut in two, or echo taken for a turn."""
     barge_turns: int = 0
     barge_stopped: int = 0
@@ -146,7 +148,10 @@ def tally_call(
         t.extra_turns += log.heard_turns - sent
     speaking: list[tuple[float, float]] = []
     for tr, line in zip(result.turns, lines, strict=True):
-        if line is None or tr.skipped or tr.started is None:
+        if tr.skipped or tr.started is None:
+            continue
+        if line is None:  # a typed turn: injected text stops the bot too (not an echo barge-in)
+            speaking.append((tr.started - 0.05, tr.started + 1.0))
             continue
         t0 = tr.started - line.speech_start_s  # the file's first sample went out here
         end = t0 + line.speech_end_s
@@ -196,6 +201,10 @@ def tally_call(
                 first_audio_ms=rec.get("first_audio"),
             )
             t.rules[str(rec.get("end_rule", "fixed"))] += 1
+            reply_after = ((rec.get("silence") or 0) + (rec.get("first_audio") or 0)) / 1000
+            if reply_after > gap + 0.3:  # the caller heard something else first (a reprompt)
+                t.other_first += 1
+                record["first_audio_was_not_the_reply"] = True
             if rec.get("first_audio") is not None:
                 proc = rec["first_audio"] / 1000
                 t.processing.append(proc)
@@ -259,6 +268,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "false_cuts_by_line": dict(t.cut_lines),
         "early_replies_unpaused": t.early_replies,
         "extra_turns_heard": t.extra_turns,
+        "first_audio_not_the_reply": t.other_first,
         "barge_turns": t.barge_turns,
         "barge_stopped_within_200ms": t.barge_stopped,
         "barge_missed": t.barge_missed,
