@@ -80,7 +80,8 @@ def plan_call(caller: int, k: int, lines: list[Line], quick: bool) -> CallPlan:
     return CallPlan(caller, k, echo, barge, turns, played)
 
 
-async def one_caller(port: int, plans: list[CallPlan]) -> list[tuple[CallPlan, CallResult]]:
+async def one_caller(port: int, plans: list[CallPlan], delay_s: float) -> list[tuple[CallPlan, CallResult]]:
+    await asyncio.sleep(delay_s)  # callers do not all dial in the same instant
     out = []
     for plan in plans:
         sim = CallerSimulator(
@@ -102,7 +103,12 @@ async def loop_lag(samples: list[float]) -> None:
 
 
 async def level(
-    n: int, plans: list[list[CallPlan]], run: Any, naive: NaivePipeline, profile: Path | None
+    n: int,
+    plans: list[list[CallPlan]],
+    run: Any,
+    naive: NaivePipeline,
+    profile: Path | None,
+    stagger_s: float,
 ) -> dict[str, Any]:
     """One load level: the gateway under ``n`` callers, then the naive pipeline under the same."""
     lag: list[float] = []
@@ -114,7 +120,9 @@ async def level(
         profiler.start()
     cpu0 = CpuMark.take(run.pid, run.engines)
     t0 = time.monotonic()
-    done = await asyncio.gather(*(one_caller(run.port, p) for p in plans))
+    done = await asyncio.gather(
+        *(one_caller(run.port, p, i * stagger_s / len(plans)) for i, p in enumerate(plans))
+    )
     wall = time.monotonic() - t0
     cpu = CpuMark.take(run.pid, run.engines).since(cpu0)
     peaks = rss.stop()
@@ -181,7 +189,8 @@ def _cell(v: Any) -> str:
 
 def table(levels: list[dict[str, Any]]) -> str:
     head = (
-        "| N | turns | gap p50 / p95 / max ms | processing share | false cuts | barge-ins missed / false "
+        "| N | turns | gap p50 / p95 / max ms | processing share | false cuts "
+        "| barge-ins missed / false (echo) "
         "| CPU s per call-min: gateway own / Vosk / Piper / Rasa+actions | peak RSS MB gateway / Rasa "
         "| late frames | naive gap p50 / p95 ms | gap ratio p50 (p95) |"
     )
@@ -194,7 +203,7 @@ def table(levels: list[dict[str, Any]]) -> str:
             f"| {_cell(x['processing_share_p50'])} "
             f"| {x['false_cuts']}/{x['paused_turns']} "
             f"| {x['barge_missed']}/{x['barge_turns'] - x['barge_bot_already_quiet']} "
-            f"/ {x['false_barge_ins']} "
+            f"/ {x['false_barge_ins_in_echo_calls']} "
             f"| {c['gateway_own']} / {c['vosk_threads']} / {c['piper_threads']} / "
             f"{round(c['rasa'] + c['actions'], 2)} "
             f"| {_cell(r.get('gateway'))} / {_cell(r.get('rasa'))} "
@@ -258,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.turns", description=__doc__)
     parser.add_argument("--callers", default="1,5,10,20", help="load levels, e.g. 1,5,10,20")
     parser.add_argument("--quick", action="store_true", help="two spoken turns per call, fewer calls")
+    parser.add_argument(
+        "--stagger", type=float, default=4.0, help="spread the callers' first dial over this many seconds"
+    )
     parser.add_argument("--profile-at", type=int, default=10, help="py-spy the gateway at this N (0: never)")
     parser.add_argument("--json", type=Path, default=RESULTS / "turns.json")
     parser.add_argument("--chart", type=Path, default=None, help="PNG (default: next to --json)")
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 plans = [[plan_call(i, k, lines, args.quick) for k in range(per_caller)] for i in range(n)]
                 prof = RESULTS / f"profile-n{n}.txt" if n == args.profile_at else None
                 print(f"N={n}: {n} callers x {per_caller} call(s) ...", flush=True)
-                results.append(asyncio.run(level(n, plans, run, naive, prof)))
+                results.append(asyncio.run(level(n, plans, run, naive, prof, args.stagger)))
                 brief = {k: v for k, v in results[-1].items() if k not in ("turns", "profile")}
                 print(json.dumps(brief), flush=True)
         finally:

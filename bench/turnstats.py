@@ -114,6 +114,7 @@ class Tally:
     barge_na: int = 0
     stop_latencies: list[float] = field(default_factory=list)
     false_barge_ins: int = 0
+    false_barge_echo: int = 0
     echo_calls: int = 0
     gated: int = 0
     frames: int = 0
@@ -218,6 +219,7 @@ def tally_call(
     for b in barges:
         if not any(a <= b <= z for a, z in speaking):
             t.false_barge_ins += 1
+            t.false_barge_echo += echo
             spoke = [round(a, 2) for a, _ in speaking]
             t.false_barge_at.append(
                 {"call": str(result.call_id), "t": round(b, 2), "echo": echo, "turns": spoke}
@@ -276,6 +278,7 @@ def figures(t: Tally) -> dict[str, Any]:
         "barge_stop_ms_p50": ms(pct(t.stop_latencies, 0.5)),
         "barge_stop_ms_max": ms(max(t.stop_latencies) if t.stop_latencies else None),
         "false_barge_ins": t.false_barge_ins,
+        "false_barge_ins_in_echo_calls": t.false_barge_echo,
         "false_barge_ins_where": t.false_barge_at,
         "echo_calls": t.echo_calls,
         "echo_frames_gated": t.gated,
