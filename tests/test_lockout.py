@@ -38,6 +38,7 @@ from tests.test_channel_and_actions import (
     customs,
     handoff,
     texts,
+    without_ids,
 )
 
 WORDS = "zero one two three four five six seven eight nine".split()
@@ -316,7 +317,8 @@ def test_goodbye_during_verification_asks_first(
     items = call.say(f"no it's {person.spoken_pin}")
     assert "PIN" in spoken(items) and "forty three" not in spoken(items)
     raw = redis_client.get(TRACKER_KEY.format(sender=call.sender)) or ""
-    assert person.pin not in raw.replace(call.sender, "") and person.spoken_pin not in raw
+    # (ids and the classifier's scores blanked: a confidence like 2.1235290812e-07 may hold any four digits)
+    assert person.pin not in without_ids(json.loads(raw)) and person.spoken_pin not in raw
     assert "end the call" in spoken(call.say("bye"))
     done = call.say("yes")
     assert "Goodbye" in spoken(done) and {"end_call": True} in customs(done)
