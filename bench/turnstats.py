@@ -105,9 +105,9 @@ class Tally:
     cut_lines: Counter[str] = field(default_factory=Counter)
     early_replies: int = 0
     extra_turns: int = 0
+    """Caller turns the gateway took beyond those played: a sentence cut in two, or echo taken for a turn."""
     other_first: int = 0
     """Turns whose first bot audio was not the reply (the no-input reprompt while the reply was late)."""
-    """Caller turns the gateway took beyond those played: a sentence cut in two, or echo taken for a turn."""
     barge_turns: int = 0
     barge_stopped: int = 0
     barge_missed: int = 0

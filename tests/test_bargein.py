@@ -14,12 +14,10 @@ import pytest
 
 from bot.asr import AsrUpdate
 from bot.dialogue import Reply
-from bot.session import CallSession, SessionDeps
-from bot.tts import PromptCache, Speech
+from bot.session import CallSession
 from bot.turntaking import TurnWords
 from bot.vad import EndpointerConfig
 from telephony import audiosocket as wire
-from telephony.server import Connection
 from tests.test_session import Caller, Harness, ScriptedDialogue, start, stop
 
 ECHO_GAIN = 10 ** (-10 / 20)  # -10 dB
@@ -67,24 +65,10 @@ class BargeHarness(Harness):
             ScriptedDialogue({asr_words: SILENT}),
             asr=Asr(asr_words),  # type: ignore[arg-type]
             greeting=LONG.texts[0],  # the gateway's own greeting, long enough to talk over
+            endpointer=EndpointerConfig(echo_margin_db=margin_db),
+            turn_words=words,
         )
         self.synth = NoiseSynth()  # type: ignore[assignment]
-        self.margin_db = margin_db
-        self.words = words or TurnWords.load()
-
-    def _factory(self, call_id: str, out: Connection) -> CallSession:
-        deps = SessionDeps(
-            speech=Speech(self.synth, PromptCache(None), self.pool),
-            dialogue=self.dialogue,
-            prompts=self.prompts,
-            redis=self.redis,
-            asr=self.asr,  # type: ignore[arg-type]
-            asr_executor=self.pool,
-            endpointer=EndpointerConfig(echo_margin_db=self.margin_db),
-            turn_words=self.words,
-        )
-        self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
-        return self.sessions[call_id]
 
 
 class EchoLine:

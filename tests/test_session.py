@@ -29,6 +29,7 @@ from bot.dialogue import DialogueTimeout, HandoffRequested, Reply
 from bot.prompts import Prompts
 from bot.session import CallSession, SessionDeps
 from bot.tts import PromptCache, Speech
+from bot.turntaking import TurnWords
 from bot.vad import EndpointerConfig
 from bot.waits import Waits
 from telephony import audiosocket as wire
@@ -109,6 +110,8 @@ class Harness:
         asr: FakeAsrEngine | None = None,
         greeting: str | None = None,
         callers: Any = None,
+        endpointer: EndpointerConfig | None = None,
+        turn_words: TurnWords | None = None,
         **gateway: Any,
     ) -> None:
         """``greeting``: every caller's greeting instead of the editors' ones; ``callers``: who is calling
@@ -118,6 +121,8 @@ class Harness:
         if greeting is not None:
             self.prompts = replace(self.prompts, greeting=dict.fromkeys(self.prompts.greeting, greeting))
         self.callers = callers
+        self.endpointer = endpointer or EndpointerConfig(trailing_silence_s=0.3)
+        self.turn_words = turn_words or TurnWords.load()
         self.dialogue = dialogue
         self.asr = asr
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="worker")
@@ -135,9 +140,10 @@ class Harness:
             redis=self.redis,
             asr=self.asr,  # type: ignore[arg-type]
             asr_executor=self.pool,
-            endpointer=EndpointerConfig(trailing_silence_s=0.3),
+            endpointer=self.endpointer,
             waits=self.waits,
             callers=self.callers,
+            turn_words=self.turn_words,
         )
         self.sessions[call_id] = CallSession(call_id, out, deps, self.config)
         return self.sessions[call_id]
