@@ -121,6 +121,20 @@ class CallRecord:
         await self._safely("finish", pipe.execute())
 
 
+_BEAT = """
+-- KEYS[1] the active set, KEYS[1+i] call i's hash; ARGV: now, stale bound, set ttl, then the call ids.
+-- One script, so a call's end (its outcome and its removal, one MULTI) lands wholly before or after it.
+for i = 2, #KEYS do
+    if redis.call('HEXISTS', KEYS[i], 'outcome') == 0 then
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2 + i])
+    end
+end
+local dropped = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return dropped
+"""
+
+
 class ActiveCalls:
     """The calls in progress on all gateways, kept true when a gateway dies (see the module docstring)."""
 
@@ -136,6 +150,7 @@ class ActiveCalls:
         self._key = key
         self.heartbeat_s = heartbeat_s
         self._clock = clock
+        self._beat = redis.register_script(_BEAT)
 
     @property
     def stale_s(self) -> float:
@@ -153,22 +168,22 @@ class ActiveCalls:
 
     async def beat(self, call_ids: Iterable[str]) -> int:
         """Vouch for ``call_ids`` (this gateway's calls) and drop calls nobody vouched for; returns how many
-        were dropped. Redis trouble is logged and ignored (the next beat catches up)."""
+        were dropped. A call whose outcome is recorded is not vouched for: its end may have been written
+        between the caller's snapshot and this beat, and it must not come back (the dialplan and the
+        console take an ended call for a live one while it does). Redis trouble is logged and ignored (the
+        next beat catches up)."""
+        ids = list(call_ids)
         now = self._clock()
-        pipe = self._r.pipeline()
-        ids = {call_id: now for call_id in call_ids}
-        if ids:
-            # A call that ended between the caller's snapshot and this write comes back for one stale period
-            # at most; a call whose start() write failed (a Redis blip) comes back for good.
-            pipe.zadd(self._key, ids)
-        pipe.zremrangebyscore(self._key, "-inf", f"({now - self.stale_s}")  # older than stale_s
-        pipe.expire(self._key, int(self.stale_s * 2) + 1)
         try:
-            result = await pipe.execute()
+            dropped = int(
+                await self._beat(
+                    keys=[self._key, *(call_key(call_id) for call_id in ids)],
+                    args=[f"{now:.3f}", f"({now - self.stale_s:.3f}", int(self.stale_s * 2) + 1, *ids],
+                )
+            )
         except (RedisError, OSError) as exc:
             log.warning("redis active-call heartbeat failed: %s", type(exc).__name__)
             return 0
-        dropped = int(result[-2])
         if dropped:
             log.warning(
                 "%d call(s) no gateway vouched for in %.0f s dropped from the active set",

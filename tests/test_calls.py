@@ -76,3 +76,23 @@ async def test_a_call_record_enters_and_leaves_the_active_set(redis: aioredis.Re
         assert call_id not in await ActiveCalls(redis).live()
     finally:
         await redis.delete(f"attendant:call:{call_id}")
+
+
+async def test_a_beat_never_brings_back_a_call_that_ended(redis: aioredis.Redis) -> None:
+    """The gateway's snapshot of its calls may still hold one whose end was written a moment before the beat
+    (seen on a loaded CI machine: the ended call stayed 'active' 15 s and the dialplan's wait timed out)."""
+    ended, live = str(uuid.uuid4()), str(uuid.uuid4())
+    active = ActiveCalls(redis)
+    try:
+        for call_id in (ended, live):
+            await CallRecord(redis, call_id).start()
+        await CallRecord(redis, ended).finish("handoff", reason="technical")
+        await active.beat([ended, live])  # the snapshot was taken before the end was written
+        assert await redis.zscore("attendant:calls:active", ended) is None
+        assert live in await active.live()
+        await CallRecord(redis, ended).start()  # the same id starting again is vouched for as before
+        await active.beat([ended])
+        assert ended in await active.live()
+    finally:
+        await redis.zrem("attendant:calls:active", ended, live)
+        await redis.delete(f"attendant:call:{ended}", f"attendant:call:{live}")
