@@ -1,5 +1,6 @@
 """The held-out measure (issue 12): the recogniser-noise generator, the scoring arithmetic on a fake parser,
-the held-out file kept apart from training, and one real run of the checker on the trained model."""
+the held-out files (every ``nlu-data/test/*.yml``) kept apart from training, and one real run of the checker
+on the trained model."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import yaml
 
 from bot.tools.nlucheck.data import normalise
 from bot.tools.nlucheck.heldout import (
-    HELDOUT_FILE,
     Case,
     Miss,
     Score,
+    Scores,
+    evaluate,
+    heldout_files,
     percentile,
     read_heldout,
     score,
@@ -26,8 +29,9 @@ from bot.tools.nlucheck.report import heldout_html
 from tests.conftest import MODEL
 
 REPO = Path(__file__).resolve().parent.parent
-HELDOUT = REPO / "nlu-data" / HELDOUT_FILE
-CASES = read_heldout(HELDOUT)
+HELDOUT = heldout_files(REPO / "nlu-data")
+SETS = {path.name: read_heldout(path) for path in HELDOUT}
+CASES = [case for cases in SETS.values() for case in cases]
 TEXTS = [c.text for c in CASES]
 
 
@@ -102,9 +106,35 @@ def test_score_counts_accuracy_recall_and_misses() -> None:
     assert s.confusions() == [("goodbye", "nlu_fallback", 1), ("greet", "goodbye", 1)]
     assert 0 <= s.p50_ms <= s.p95_ms
     assert Score.from_json(json.loads(json.dumps(s.to_json()))) == s
-    page = heldout_html([s, score(cases, lambda t: ("greet", 1.0), "noisy (seed 1)")])
+    page = heldout_html(Scores(s, score(cases, lambda t: ("greet", 1.0), "noisy (seed 1)"), {}))
     assert "<td>clean</td><td>0.667</td>" in page and "<td>noisy (seed 1)</td><td>0.500</td>" in page
     assert "“see ya”" in page and page.index("<td>goodbye</td>") < page.index("<td>greet</td>")
+
+
+def test_each_set_is_scored_and_all_of_them_together() -> None:
+    """Two sets: each parsed once per variant, scored alone and together; the JSON round trip keeps all."""
+    sets = {
+        "a.yml": [Case("hi", "greet"), Case("hey", "greet"), Case("bye", "goodbye")],
+        "b.yml": [Case("hello", "greet"), Case("my box is broken", "report_problem")],
+    }
+    parsed: list[str] = []
+
+    def fake(text: str) -> tuple[str, float]:
+        parsed.append(text)
+        return ("greet", 0.9) if {"hi", "hello", "bye"} & set(text.split()) else ("out_of_scope", 0.5)
+
+    s = evaluate(fake, sets, seed=3)
+    assert len(parsed) == 2 * 5
+    assert list(s.files) == ["a.yml", "b.yml"]
+    assert s.files["a.yml"][0].accuracy == pytest.approx(1 / 3) and s.files["b.yml"][0].accuracy == 0.5
+    assert s.clean.accuracy == pytest.approx(2 / 5)
+    assert s.clean.support == {"greet": 3, "goodbye": 1, "report_problem": 1}
+    assert s.noisy.variant == "noisy (seed 3)" and sum(s.noisy.support.values()) == 5
+    assert Scores.from_json(json.loads(json.dumps(s.to_json()))) == s
+    page = heldout_html(s)
+    assert "<td>a.yml</td><td>clean</td><td>0.333</td>" in page
+    assert "<td>all</td><td>clean</td><td>0.400</td>" in page
+    assert "<th>recall clean b.yml</th>" in page
 
 
 def test_percentile_nearest_rank() -> None:
@@ -113,14 +143,25 @@ def test_percentile_nearest_rank() -> None:
     assert percentile([3.0], 95) == 3.0 and percentile([], 50) == 0.0
 
 
-# --- the held-out file itself ----------------------------------------------------------------------------
+# --- the held-out files themselves ------------------------------------------------------------------------
 
 
-def test_heldout_set_covers_every_intent_and_is_never_trained_on() -> None:
+def test_heldout_sets_cover_every_intent_and_are_never_trained_on() -> None:
     domain = yaml.safe_load((REPO / "nlu-data" / "domain.yml").read_text())
-    assert len(CASES) >= 300
-    # Every intent had its utterances when the set was written; an intent added later should get some too.
-    assert {c.intent for c in CASES} <= set(domain["intents"]) and len({c.intent for c in CASES}) >= 21
+    assert [path.name for path in HELDOUT][:2] == ["heldout.yml", "heldout2.yml"]
+    for name, cases in SETS.items():
+        assert len(cases) >= 300, name
+        # Every intent had its utterances when a set was written; an intent added later should get some too.
+        intents = {c.intent for c in cases}
+        assert intents <= set(domain["intents"]) and len(intents) >= 21, name
+    # A phrase in two sets would be counted twice in the figure over all of them.
+    seen: dict[str, str] = {}
+    twice = []
+    for name, cases in SETS.items():
+        for c in cases:
+            if seen.setdefault(normalise(c.text), name) != name:
+                twice.append(c.text)
+    assert not twice, f"utterances in two held-out sets: {twice}"
     trained = set()
     for path in (REPO / "nlu-data" / "nlu").glob("*.yml"):
         for block in yaml.safe_load(path.read_text()).get("nlu") or []:
@@ -157,11 +198,17 @@ def test_checker_scores_the_heldout_set_with_the_trained_model(tmp_path: Path) -
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Held-out accuracy: clean " in done.stdout and "Parse time: p50 " in done.stdout, done.stdout
-    raw = json.loads((tmp_path / "heldout.json").read_text())
-    clean, noisy_score = (Score.from_json(v) for v in raw.values())
+    scores = Scores.from_json(json.loads((tmp_path / "heldout.json").read_text()))
+    clean, noisy_score = scores.clean, scores.noisy
     assert sum(clean.support.values()) == len(CASES) == sum(noisy_score.support.values())
+    assert {name: sum(c.support.values()) for name, (c, _) in scores.files.items()} == {
+        name: len(cases) for name, cases in SETS.items()
+    }
+    assert all(f"  {name}: clean " in done.stdout for name in SETS), done.stdout
     # Sane, not the targets (heldout.TARGET_*); main's data before issue 12 scored 0.766 clean, 0.725 noisy.
+    # With heldout2.yml: 0.893 clean, 0.841 noisy over both sets; the lowest recall, 0.615 clean, is
+    # inform_new_customer's, 13 utterances only in heldout2.yml, so one miss moves it by 0.08.
     assert clean.accuracy > 0.85, clean.weakest(5)
     assert 0.78 < noisy_score.accuracy <= clean.accuracy + 0.02, noisy_score.weakest(5)
-    assert min(clean.recall.values()) > 0.6, clean.weakest(3)
+    assert min(clean.recall.values()) > 0.5, clean.weakest(3)
     assert 0 < clean.p50_ms <= clean.p95_ms < 200

@@ -76,8 +76,13 @@ def test_files_outside_rasa_inputs_do_not_count(project: Path) -> None:
     base = train.fingerprint(inputs)
     (project / "nlu-data" / "prompts.yml").write_text("something: else\n")
     (project / "nlu-data" / "report.html").write_text("<html></html>")
+    heldout = project / "nlu-data" / "test"
+    heldout.mkdir()
+    (heldout / "heldout9.yml").write_text('version: "3.1"\nnlu: []\n')
     assert train.fingerprint(inputs) == base
     assert all("prompts.yml" not in str(p) for p in inputs.files())
+    # The held-out sets are never trained on: neither an input nor a folder Rasa is given.
+    assert not any(Path(p).is_relative_to(heldout) for p in [*inputs.files(), *inputs.rasa_args()])
 
 
 def test_yaml_errors_name_file_and_line(project: Path) -> None:

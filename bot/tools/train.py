@@ -8,7 +8,7 @@ matches, this prints "model up to date" and exits at once, without importing Ras
 Otherwise the data is checked first: YAML syntax (file and line, read as Rasa reads it by
 :mod:`bot.tools.rasayaml`), then ``rasa data validate``. Invalid data
 is never trained on. Other files in ``nlu-data/`` (``prompts.yml``, reports) are not Rasa's and are not
-passed to it.
+passed to it, nor are the held-out test sets in ``nlu-data/test/``: they are never trained on.
 
 Exit status: 0 up to date or trained, 1 invalid data, 2 training failed.
 """

@@ -1,11 +1,12 @@
 """The command line: ``python -m bot.tools.nlucheck [--no-cv] [--data DIR] [--folds N] ...`` (make nlu-check).
 
 Validation first (:mod:`.checks`), each finding on stderr as ``file:line: message``; then, on valid data
-and without ``--no-cv``, the held-out score (:mod:`.heldout`: the trained model, trained first if its inputs
-changed, on ``nlu-data/test/heldout.yml``, clean and with recogniser noise), the cross-validation
+and without ``--no-cv``, the held-out scores (:mod:`.heldout`: the trained model, trained first if its inputs
+changed, on every file in ``nlu-data/test/``, clean and with recogniser noise), the cross-validation
 (:mod:`.crossval`) and the report (:mod:`.report`). ``--heldout-only`` skips the cross-validation. Prints
-held-out accuracy, the weakest recalls and parse times, the macro F1 and the report's path. Exit status: 0
-valid (and report written), 1 invalid data, 2 cross-validation or the held-out run failed.
+held-out accuracy over all the sets and per set, the weakest recalls and parse times, the macro F1 and the
+report's path. Exit status: 0 valid (and report written), 1 invalid data, 2 cross-validation or the held-out
+run failed.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from bot.tools.nlucheck.crossval import (
 )
 from bot.tools.nlucheck.data import Finding
 from bot.tools.nlucheck.heldout import (
-    HELDOUT_FILE,
+    HELDOUT_DIR,
     TARGET_CLEAN,
     TARGET_NOISY,
     TARGET_P95_MS,
     TARGET_RECALL,
     HeldoutFailed,
-    Score,
+    Scores,
+    heldout_files,
     run_apart,
 )
 from bot.tools.nlucheck.noise import DEFAULT_SEED as NOISE_SEED
@@ -67,45 +69,54 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/nlu)")
     parser.add_argument("--no-cv", action="store_true", help="validate only (fast)")
     parser.add_argument(
-        "--heldout-only", action="store_true", help="validate and score the held-out set, no cross-validation"
+        "--heldout-only",
+        action="store_true",
+        help="validate and score the held-out sets, no cross-validation",
     )
     parser.add_argument(
         "--model",
         type=Path,
         default=None,
-        help="model scored on the held-out set (default: models/attendant.tar.gz, trained first if its "
+        help="model scored on the held-out sets (default: models/attendant.tar.gz, trained first if its "
         "inputs changed; with --data or --config, trained into OUT/model)",
     )
     parser.add_argument("--noise-seed", type=int, default=NOISE_SEED, help="seed of the recogniser noise")
     return parser
 
 
-def _heldout(
-    inputs: train.RasaInputs, model: Path | None, out_dir: Path, seed: int
-) -> tuple[Score, Score] | None:
-    """Score the held-out set (None when the data has none); raises :class:`HeldoutFailed`."""
-    heldout = inputs.data / HELDOUT_FILE
-    if not heldout.is_file():
-        print(f"No held-out set ({inputs.display(heldout)}): held-out scores skipped.")
+def _heldout(inputs: train.RasaInputs, model: Path | None, out_dir: Path, seed: int) -> Scores | None:
+    """Score the held-out sets (None when the data has none); raises :class:`HeldoutFailed`."""
+    heldout = heldout_files(inputs.data)
+    if not heldout:
+        where = inputs.display(inputs.data / HELDOUT_DIR)
+        print(f"No held-out set ({where}/*.yml): held-out scores skipped.")
         return None
     if model is None:
         default = inputs.data_root is None and inputs.config_file is None
         models = inputs.root / "models" if default else out_dir / "model"
         if not train.is_up_to_date(inputs, models) and train.train(inputs, models) != 0:
-            raise HeldoutFailed("training the model for the held-out set failed (see above)")
+            raise HeldoutFailed("training the model for the held-out sets failed (see above)")
         model = models / f"{train.MODEL_NAME}.tar.gz"
     log = out_dir / "heldout.log"
-    print(f"Scoring {inputs.display(heldout)} with {inputs.display(model)} (log: {inputs.display(log)}) ...")
+    sets = ", ".join(inputs.display(path) for path in heldout)
+    print(f"Scoring {sets} with {inputs.display(model)} (log: {inputs.display(log)}) ...")
     return run_apart(model, heldout, seed, log)
 
 
-def _print_heldout(scores: tuple[Score, Score]) -> None:
-    clean, noisy = scores
+def _print_heldout(scores: Scores) -> None:
+    clean, noisy = scores.clean, scores.noisy
     print(
         f"Held-out accuracy: clean {clean.accuracy:.3f} (target {TARGET_CLEAN:.2f}), {noisy.variant} "
         f"{noisy.accuracy:.3f} (target {TARGET_NOISY:.2f}), {sum(clean.support.values())} utterances"
+        + (f", {len(scores.files)} sets:" if len(scores.files) > 1 else "")
     )
-    for s in scores:
+    if len(scores.files) > 1:
+        for name, (c, n) in scores.files.items():
+            print(
+                f"  {name}: clean {c.accuracy:.3f}, noisy {n.accuracy:.3f}, {sum(c.support.values())} "
+                "utterances; weakest clean recall " + ", ".join(f"{i} {r:.3f}" for i, r in c.weakest(3))
+            )
+    for s in (clean, noisy):
         print(
             f"Weakest held-out recall, {s.variant} (target {TARGET_RECALL:.2f}): "
             + ", ".join(f"{i} {r:.3f}" for i, r in s.weakest(3))
@@ -155,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if scores:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "heldout.json").write_text(
-            json.dumps({s.variant: s.to_json() for s in scores}, indent=2) + "\n", encoding="utf-8"
-        )
+        (out_dir / "heldout.json").write_text(json.dumps(scores.to_json(), indent=2) + "\n", encoding="utf-8")
     if args.heldout_only:
         if scores:
             _print_heldout(scores)

@@ -1,18 +1,21 @@
 """Held-out accuracy: the trained model on caller utterances it never saw, clean and with recogniser noise.
 
-``nlu-data/test/heldout.yml`` is written apart from the training data and never trained on (it is outside
-``nlu/`` and ``stories/``, the folders :mod:`bot.tools.train` passes to Rasa). :func:`score` parses each
-utterance and counts intent accuracy, recall per intent and parse times; the parser is any function from
-text to ``(intent, confidence)``, so the arithmetic is tested without Rasa. :func:`rasa_parser` is the real
-one: the trained model (``models/attendant.tar.gz``) loaded in-process with Rasa's ``Agent``, each text
-parsed as the Rasa server would, ``nlu_fallback`` counting as a miss.
+Every file in ``nlu-data/test/`` (:func:`heldout_files`: ``heldout.yml``, ``heldout2.yml``, ...) is a
+held-out set, written apart from the training data and never trained on (the folder is outside ``nlu/`` and
+``stories/``, the folders :mod:`bot.tools.train` passes to Rasa). :func:`score` parses each utterance and
+counts intent accuracy, recall per intent and parse times; the parser is any function from text to
+``(intent, confidence)``, so the arithmetic is tested without Rasa. :func:`rasa_parser` is the real one: the
+trained model (``models/attendant.tar.gz``) loaded in-process with Rasa's ``Agent``, each text parsed as the
+Rasa server would, ``nlu_fallback`` counting as a miss. :func:`evaluate` scores each set and all of them
+together (:class:`Scores`), every utterance parsed once per variant.
 
 The checker (:mod:`bot.tools.nlucheck.__main__`) runs this module as a process of its own, as it runs the
 cross-validation, so that Rasa and TensorFlow are never imported into it:
 
-    python -m bot.tools.nlucheck.heldout MODEL HELDOUT_YML OUT_JSON [--seed N]
+    python -m bot.tools.nlucheck.heldout MODEL HELDOUT_YML [HELDOUT_YML ...] OUT_JSON [--seed N]
 
-writes both scores (clean, and noisy from :mod:`.noise` with the seed) as JSON.
+writes the scores (clean, and noisy from :mod:`.noise` with the seed) as JSON: ``clean`` and ``noisy`` over
+all the files, and ``files``, the same per file name.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from actions.shared.paths import REPO_ROOT
 from bot.tools import train
 from bot.tools.nlucheck.noise import DEFAULT_SEED, noisy
 
-HELDOUT_FILE = Path("test") / "heldout.yml"
-"""Where the held-out set lives, inside the editors' folder."""
+HELDOUT_DIR = Path("test")
+"""Where the held-out sets live, inside the editors' folder: every ``*.yml`` file there is one."""
 TARGET_CLEAN = 0.97
 TARGET_NOISY = 0.93
 TARGET_RECALL = 0.90
@@ -66,7 +69,7 @@ class Miss:
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """How one variant of the held-out set (clean or noisy) was understood."""
+    """How one variant (clean or noisy) of a held-out set, or of all of them, was understood."""
 
     variant: str
     accuracy: float
@@ -105,6 +108,35 @@ class Score:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """The held-out sets' scores: clean and noisy over all of them, and the same per file name."""
+
+    clean: Score
+    noisy: Score
+    files: dict[str, tuple[Score, Score]]
+
+    def to_json(self) -> dict[str, Any]:
+        files = {name: {"clean": c.to_json(), "noisy": n.to_json()} for name, (c, n) in self.files.items()}
+        return {"clean": self.clean.to_json(), "noisy": self.noisy.to_json(), "files": files}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Scores:
+        return cls(
+            clean=Score.from_json(raw["clean"]),
+            noisy=Score.from_json(raw["noisy"]),
+            files={
+                str(name): (Score.from_json(v["clean"]), Score.from_json(v["noisy"]))
+                for name, v in raw["files"].items()
+            },
+        )
+
+
+def heldout_files(data: Path) -> list[Path]:
+    """The held-out sets of the editors' folder ``data``, by name (none when it has no test folder)."""
+    return sorted((data / HELDOUT_DIR).glob("*.yml"))
+
+
 def read_heldout(path: Path) -> list[Case]:
     """The utterances of a held-out file in Rasa's NLU format (plain text, no entity annotations)."""
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -126,21 +158,43 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def score(cases: Sequence[Case], parse: Parser, variant: str = "clean") -> Score:
-    """Parse every case, timing each parse; accuracy over all cases, recall per true intent."""
-    hits: Counter[str] = Counter()
-    support: Counter[str] = Counter()
-    misses = []
-    times = []
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One case as the parser understood it, and how long the parse took."""
+
+    case: Case
+    predicted: str
+    confidence: float
+    ms: float
+
+
+def parse_all(cases: Sequence[Case], parse: Parser) -> list[Parsed]:
+    """Parse every case, timing each parse."""
+    parsed = []
     for case in cases:
         started = time.perf_counter()
         predicted, confidence = parse(case.text)
-        times.append((time.perf_counter() - started) * 1000)
-        support[case.intent] += 1
-        if predicted == case.intent:
-            hits[case.intent] += 1
+        parsed.append(Parsed(case, predicted, confidence, (time.perf_counter() - started) * 1000))
+    return parsed
+
+
+def score(cases: Sequence[Case], parse: Parser, variant: str = "clean") -> Score:
+    """Parse every case, timing each parse; accuracy over all cases, recall per true intent."""
+    return summarise(parse_all(cases, parse), variant)
+
+
+def summarise(parsed: Sequence[Parsed], variant: str) -> Score:
+    """The score of cases already parsed: accuracy over all of them, recall per true intent, parse times."""
+    hits: Counter[str] = Counter()
+    support: Counter[str] = Counter()
+    misses = []
+    for p in parsed:
+        support[p.case.intent] += 1
+        if p.predicted == p.case.intent:
+            hits[p.case.intent] += 1
         else:
-            misses.append(Miss(case.text, case.intent, predicted, round(confidence, 3)))
+            misses.append(Miss(p.case.text, p.case.intent, p.predicted, round(p.confidence, 3)))
+    times = [p.ms for p in parsed]
     total = sum(support.values())
     return Score(
         variant=variant,
@@ -177,9 +231,18 @@ def rasa_parser(model: Path) -> Parser:
     return parse
 
 
-def evaluate(parse: Parser, cases: Sequence[Case], seed: int = DEFAULT_SEED) -> tuple[Score, Score]:
-    """Clean and noisy scores of the same cases."""
-    return score(cases, parse, "clean"), score(noisy_cases(cases, seed), parse, f"noisy (seed {seed})")
+def evaluate(parse: Parser, sets: Mapping[str, Sequence[Case]], seed: int = DEFAULT_SEED) -> Scores:
+    """Clean and noisy scores of each set (by name) and of all of them, each case parsed once per variant."""
+    variants = ("clean", f"noisy (seed {seed})")
+    files: dict[str, tuple[Score, Score]] = {}
+    together: tuple[list[Parsed], list[Parsed]] = ([], [])
+    for name, cases in sets.items():
+        clean = parse_all(cases, parse)
+        noisy_parsed = parse_all(noisy_cases(cases, seed), parse)
+        files[name] = (summarise(clean, variants[0]), summarise(noisy_parsed, variants[1]))
+        together[0].extend(clean)
+        together[1].extend(noisy_parsed)
+    return Scores(summarise(together[0], variants[0]), summarise(together[1], variants[1]), files)
 
 
 # --- run apart from the checker ------------------------------------------------------------------------
@@ -189,35 +252,40 @@ class HeldoutFailed(Exception):
     """The held-out run did not write its scores; the message ends with its log's tail."""
 
 
-def run_apart(model: Path, heldout: Path, seed: int, log: Path) -> tuple[Score, Score]:
-    """Run this module in a process of its own (Rasa's output going to ``log``) and read its scores back."""
+def run_apart(model: Path, heldout: Sequence[Path], seed: int, log: Path) -> Scores:
+    """Run this module in a process of its own on the ``heldout`` files (Rasa's output going to ``log``) and
+    read its scores back."""
     out = log.with_name("heldout.json")
     out.unlink(missing_ok=True)
     env = train.rasa_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    cmd = [sys.executable, "-m", __name__, str(model), str(heldout), str(out), "--seed", str(seed)]
+    cmd = [sys.executable, "-m", __name__, str(model), *map(str, heldout), str(out), "--seed", str(seed)]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as sink:
         done = subprocess.run(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0 or not out.is_file():
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
         raise HeldoutFailed(f"the held-out run exited {done.returncode}; its log ends:\n{tail}")
-    raw = json.loads(out.read_text(encoding="utf-8"))
-    return Score.from_json(raw["clean"]), Score.from_json(raw["noisy"])
+    return Scores.from_json(json.loads(out.read_text(encoding="utf-8")))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {__name__}", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
-    parser.add_argument("heldout", type=Path)
+    parser.add_argument("heldout", type=Path, nargs="+", help="held-out files (Rasa NLU YAML)")
     parser.add_argument("out", type=Path, help="JSON file for the clean and noisy scores")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the recogniser noise")
     args = parser.parse_args(argv)
-    clean, noisy_score = evaluate(rasa_parser(args.model), read_heldout(args.heldout), args.seed)
-    payload = {"model": str(args.model), "clean": clean.to_json(), "noisy": noisy_score.to_json()}
+    names = [path.name for path in args.heldout]
+    if len(set(names)) < len(names):
+        parser.error(f"two held-out files with the same name: {' '.join(map(str, args.heldout))}")
+    sets = {path.name: read_heldout(path) for path in args.heldout}
+    scores = evaluate(rasa_parser(args.model), sets, args.seed)
+    payload = {"model": str(args.model), **scores.to_json()}
     args.out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    for s in (clean, noisy_score):
-        print(f"{s.variant}: accuracy {s.accuracy:.3f}, parse p50 {s.p50_ms} ms p95 {s.p95_ms} ms")
+    for name, variants in (("all", (scores.clean, scores.noisy)), *scores.files.items()):
+        for s in variants:
+            print(f"{name} {s.variant}: accuracy {s.accuracy:.3f}, parse p50 {s.p50_ms} ms p95 {s.p95_ms} ms")
     return 0
 
 

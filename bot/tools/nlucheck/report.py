@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.tools.nlucheck.crossval import TARGET_MACRO_F1, Confusion, intents_of
 from bot.tools.nlucheck.data import Finding
-from bot.tools.nlucheck.heldout import TARGET_CLEAN, TARGET_NOISY, TARGET_RECALL, Score
+from bot.tools.nlucheck.heldout import TARGET_CLEAN, TARGET_NOISY, TARGET_RECALL, Score, Scores
 
 REPORT_FILE = "index.html"
 MATRIX_FILE = "confusion_matrix.png"
@@ -139,36 +139,55 @@ def _per_intent(report: Mapping[str, Any]) -> str:
     return _table(("intent", *SCORE_COLUMNS), rows)
 
 
-def heldout_html(scores: Sequence[Score]) -> str:
-    """The held-out section: accuracy and parse times per variant, recall per intent (weakest first, rows
-    under target shaded), and the misses most often made."""
+def heldout_html(scores: Scores) -> str:
+    """The held-out section: accuracy and parse times per variant, over all the sets and per set; recall per
+    intent over all the sets (weakest first, rows under target shaded), and per set beside it; and the misses
+    most often made."""
     e = html.escape
     targets = {"clean": TARGET_CLEAN}
+    both = (scores.clean, scores.noisy)
+    sets: list[tuple[str, tuple[Score, Score]]] = [("all", both)]
+    if len(scores.files) > 1:
+        sets += list(scores.files.items())
     lines = [
-        "<h2>Held-out set</h2>",
-        "<p>Utterances never trained on; the noisy variant is the same text "
-        "through the recogniser-noise generator. <code>nlu_fallback</code> counts as a miss.</p>",
+        "<h2>Held-out sets</h2>",
+        "<p>Utterances never trained on: every file in <code>nlu-data/test/</code>, "
+        f"{e(', '.join(scores.files))}; the noisy variant is the same text through the recogniser-noise "
+        "generator. <code>nlu_fallback</code> counts as a miss.</p>",
     ]
     rows = [
-        _Row((e(s.variant), f"{s.accuracy:.3f}", f"{targets.get(s.variant, TARGET_NOISY):.2f}",
+        _Row((e(name), e(s.variant), f"{s.accuracy:.3f}", f"{targets.get(s.variant, TARGET_NOISY):.2f}",
               f"{s.p50_ms:.1f}", f"{s.p95_ms:.1f}", str(sum(s.support.values()))),
              "" if s.accuracy >= targets.get(s.variant, TARGET_NOISY) else "weak")
-        for s in scores
+        for name, variants in sets
+        for s in variants
     ]  # fmt: skip
-    head = ("variant", "accuracy", "target", "parse p50 ms", "parse p95 ms", "utterances")
+    head = ("set", "variant", "accuracy", "target", "parse p50 ms", "parse p95 ms", "utterances")
     lines.append(_table(head, rows))
-    recalls = [s.recall for s in scores]
+    recalls = [s.recall for s in both]
+    columns = [
+        (f"recall {s.variant}" + ("" if name == "all" else f" {name}"), s)
+        for name, variants in sets
+        for s in variants
+    ]
     intents = sorted(recalls[0], key=lambda i: (min(r.get(i, 0.0) for r in recalls), i))
     recall_rows = [
         _Row(
-            (e(i), *(f"{r.get(i, 0.0):.3f}" for r in recalls), str(scores[0].support.get(i, 0))),
+            (
+                e(i),
+                *(f"{s.recall[i]:.3f}" if i in s.recall else "-" for _, s in columns),
+                str(scores.clean.support.get(i, 0)),
+            ),
             "weak" if min(r.get(i, 0.0) for r in recalls) < TARGET_RECALL else "",
         )
         for i in intents
     ]
-    lines.append(f"<p>Recall per intent, weakest first; target {TARGET_RECALL:.2f}.</p>")
-    lines.append(_table(("intent", *(f"recall {s.variant}" for s in scores), "support"), recall_rows))
-    for s in scores:
+    beside = "; each set's beside it (- where the set has no such utterance)" if len(sets) > 1 else ""
+    lines.append(
+        f"<p>Recall per intent over all the sets, weakest first; target {TARGET_RECALL:.2f}{beside}.</p>"
+    )
+    lines.append(_table(("intent", *(title for title, _ in columns), "support"), recall_rows))
+    for s in both:
         pairs = s.confusions()[:WORST_CONFUSIONS]
         if not pairs:
             continue
