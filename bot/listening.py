@@ -113,6 +113,9 @@ class Listener:
         """The last utterance was sent at the decision (before the recogniser's final)."""
         self.last_heard_at = clock()
         """When the caller last finished an utterance (or the call began)."""
+        self._flushes: collections.deque[float | None] = collections.deque()
+        """One entry per end of utterance whose recogniser result is still to come: when it was decided, or
+        ``None`` when nobody waits for it (sent at the decision, or an unconfirmed sound over the bot)."""
 
     @property
     def expecting(self) -> str:
@@ -127,6 +130,12 @@ class Listener:
     def last_decision(self) -> Decision | None:
         """Why the last utterance ended (rule, silence waited)."""
         return self._endpointer.last_decision
+
+    @property
+    def awaiting_since(self) -> float | None:
+        """When the caller finished a turn whose words the recogniser has not delivered yet (it lags under
+        load); ``None`` when no such turn is waiting."""
+        return next((t for t in self._flushes if t is not None), None)
 
     @property
     def in_utterance(self) -> bool:
@@ -219,14 +228,16 @@ class Listener:
         self.last_heard_at = now
         if self._asr is not None:
             self._queue.put_nowait(_FLUSH)
-            self._commit_early(now)
+            sent = self._commit_early(now)
+            unconfirmed = self._over_bot and not self._confirmed
+            self._flushes.append(None if sent or unconfirmed else now)
         elif self._over_bot and not self._confirmed:
             self._over_bot = False
             self._on_resume()
 
-    def _commit_early(self, now: float) -> None:
+    def _commit_early(self, now: float) -> bool:
         """At the decision: send the stable partial at once if the speculation vouches for it (not while an
-        interruption of the bot is unconfirmed: a backchannel is no turn)."""
+        interruption of the bot is unconfirmed: a backchannel is no turn). Whether it was sent."""
         decision = self._endpointer.last_decision
         words = self._endpointer.last_partial.strip()
         if (
@@ -237,13 +248,14 @@ class Listener:
             or (self._over_bot and not self._confirmed)
             or not self.commit_early(words)
         ):
-            return
+            return False
         self._committed = words
         self._committed_finals = list(self._held)
         self._held.clear()
         self._over_bot = False
         self.sent_early = True
         self._on_heard(Transcript(words, None, "asr"), now)
+        return True
 
     async def _drain(self) -> list[Any]:
         """Everything queued, waiting for at least one item."""
@@ -272,6 +284,8 @@ class Listener:
 
     def _on_update(self, update: AsrUpdate, covers: float, *, flushed: bool = False) -> None:
         """A recogniser result for audio up to time ``covers``; ``flushed``: the endpointer ended the turn."""
+        if flushed and self._flushes:
+            self._flushes.popleft()
         if self._committed is not None:
             # Everything decoded up to the flush belongs to the utterance already sent at the decision.
             if update.final:

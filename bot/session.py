@@ -118,6 +118,14 @@ class _Control:
     """End the call now (no reprompt): the caller never produced a usable turn."""
 
 
+class _Hold:
+    """A timer's decision: the caller finished a turn the recogniser has not delivered yet (say the holding
+    phrase, unless the words came meanwhile)."""
+
+
+_HOLD = _Hold()
+
+
 @dataclass
 class TurnTiming:
     """Latency marks of one caller turn, clock seconds."""
@@ -272,7 +280,7 @@ class CallSession:
                 self.listener.commit_early = self.speculator.committable
                 self.listener.on_final = self.speculator.final
         self.keypad = Keypad(deps.prompts.keypad)
-        self._inputs: asyncio.Queue[Transcript | _Control] = asyncio.Queue()
+        self._inputs: asyncio.Queue[Transcript | _Control | _Hold] = asyncio.Queue()
         self._done = asyncio.Event()
         self._finishing = False
         self._end_recorded = False
@@ -282,6 +290,8 @@ class CallSession:
         self._last_activity = self._started
         self._last_turn_at = self._started
         self._no_input_count = 0
+        self._held_for: float | None = None
+        """The decision time of the last turn the holding phrase covered while its words were decoded."""
         self._limit_reached = False
         self._pending_timing: TurnTiming | None = None
         self._timing_open: TurnTiming | None = None
@@ -455,10 +465,21 @@ class CallSession:
                 self._last_turn_at = now
                 self._inputs.put_nowait(_Control(Reason.NO_INPUT, final=True))
                 continue
+            decoding = self.listener.awaiting_since
+            if (
+                decoding is not None
+                and now - decoding >= self._cfg.hold_after_s
+                and self._held_for != decoding
+                and not self._busy
+                and not self.speaker.speaking
+            ):
+                self._held_for = decoding  # the recogniser lags (a burst of callers): not a silent line
+                self._inputs.put_nowait(_HOLD)
             busy = (
                 self._busy
                 or self.speaker.speaking
                 or self.listener.in_utterance
+                or decoding is not None
                 or self.keypad.pending
                 or not self._inputs.empty()
             )
@@ -491,7 +512,9 @@ class CallSession:
             await self._say_prompt("keypad_menu")
         while not self._finishing:
             item = await self._inputs.get()
-            if isinstance(item, _Control):
+            if isinstance(item, _Hold):
+                await self._hold_while_decoding()
+            elif isinstance(item, _Control):
                 await self._control(item)
             elif item.text:
                 self._no_input_count = 0
@@ -515,6 +538,12 @@ class CallSession:
         except Exception as exc:  # the store's trouble must not keep a caller from the bot
             log.warning("call %s: caller unknown (%s); plain greeting", self.call_id, type(exc).__name__)
             return None
+
+    async def _hold_while_decoding(self) -> None:
+        """The holding phrase for a caller whose finished turn the recogniser is still decoding, unless the
+        words arrived meanwhile."""
+        if self.listener.awaiting_since is not None and self._inputs.empty():
+            await self._say_prompt("holding")
 
     async def _control(self, item: _Control) -> None:
         if item.reason is Reason.TOO_LONG:
@@ -870,6 +899,9 @@ class CallSession:
                     getter.cancel()
                     return None
                 item = getter.result()
+                if isinstance(item, _Hold):
+                    await self._hold_while_decoding()
+                    continue
                 if isinstance(item, _Control):
                     if item.reason is Reason.TOO_LONG:
                         self._limit_reached = True
