@@ -4,8 +4,10 @@ log.
 Times are seconds since each call's connect (the simulator's clock); gateway log lines are put on the same
 clock by their wall time and the call's wall-clock start (same machine, millisecond log stamps).
 
-- **turn gap**: end of caller speech (last voiced frame sent) to the first voiced bot frame received, for
-  spoken turns that did not talk over the bot and were not cut early (those count as false cuts);
+- **turn gap**: end of caller speech (last voiced frame sent) to the first voiced bot frame of the reply, for
+  spoken turns that did not talk over the bot and were not cut early (those count as false cuts); when the
+  caller first heard the holding phrase (the words or the reply were late), the gap runs on to the reply
+  (from the gateway's decision and first-audio marks) and the turn counts in ``first_audio_not_the_reply``;
 - **processing**: the gateway's own part of the gap, from its end-of-turn decision to the first bot audio
   (``first_audio`` of its ``turn latency ms`` line); the rest is the silence it waited;
 - **false cut**: a line with a spliced mid-sentence pause whose turn the gateway ended between the pause's
@@ -107,7 +109,8 @@ class Tally:
     extra_turns: int = 0
     """Caller turns the gateway took beyond those played: a sentence cut in two, or echo taken for a turn."""
     other_first: int = 0
-    """Turns whose first bot audio was not the reply (the no-input reprompt while the reply was late)."""
+    """Turns whose first bot audio was not the reply (the holding phrase while the words or the reply were
+    late); their gap runs to the reply."""
     barge_turns: int = 0
     barge_stopped: int = 0
     barge_missed: int = 0
@@ -190,8 +193,15 @@ def tally_call(
         if cut:
             continue  # its "gap" follows the bot's reply to half a sentence: counted as a false cut instead
         gap = tr.latency
-        t.gaps.append(gap)
         mine = [rec for d, rec in decisions if end - 0.05 <= d <= end + gap + 0.05]
+        if mine:
+            reply_after = ((mine[0].get("silence") or 0) + (mine[0].get("first_audio") or 0)) / 1000
+            if reply_after > gap + 0.3:  # the caller heard something else first (the holding phrase)
+                t.other_first += 1
+                record.update(first_audio_was_not_the_reply=True, first_sound_ms=ms(gap))
+                gap = reply_after  # what the caller waits for is the answer: the gap runs to it
+                record["gap_ms"] = ms(gap)
+        t.gaps.append(gap)
         if mine:
             rec = mine[0]
             record.update(
@@ -202,10 +212,6 @@ def tally_call(
                 first_audio_ms=rec.get("first_audio"),
             )
             t.rules[str(rec.get("end_rule", "fixed"))] += 1
-            reply_after = ((rec.get("silence") or 0) + (rec.get("first_audio") or 0)) / 1000
-            if reply_after > gap + 0.3:  # the caller heard something else first (a reprompt)
-                t.other_first += 1
-                record["first_audio_was_not_the_reply"] = True
             if rec.get("first_audio") is not None:
                 proc = rec["first_audio"] / 1000
                 t.processing.append(proc)

@@ -581,7 +581,13 @@ class CallSession:
             if timing is not None:
                 timing.reply_at = self._clock()
                 self.timings.append(timing)
-                self._timing_open = timing
+                if self.speaker.speaking:
+                    # The holding phrase is still playing: the reply follows it without a gap (no new voice
+                    # start to mark), so its first audio is when what is queued now has played.
+                    self._timing_open = None
+                    self._on_timed_audio(timing, timing.reply_at + self.speaker.pacer.queued_ms / 1000)
+                else:
+                    self._timing_open = timing
             for sentence in reply.texts:
                 await self.record.say("bot", sentence)
                 await self._speak(sentence)
@@ -613,7 +619,12 @@ class CallSession:
 
     def _on_voice_start(self, at: float) -> None:
         timing, self._timing_open = self._timing_open, None
-        if timing is not None and timing.first_audio_at is None:
+        if timing is not None:
+            self._on_timed_audio(timing, at)
+
+    def _on_timed_audio(self, timing: TurnTiming, at: float) -> None:
+        """The reply to a timed turn starts playing at ``at``: its latency line (the benchmark reads it)."""
+        if timing.first_audio_at is None:
             timing.first_audio_at = at
             log.info("call %s: turn latency ms %s", self.call_id, json.dumps(timing.as_ms()))
 

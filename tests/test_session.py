@@ -608,12 +608,13 @@ class LaggingAsr(FakeAsrEngine):
 
 
 async def test_a_caller_waiting_for_a_lagging_recogniser_hears_the_holding_phrase_not_a_reprompt(
-    sync_redis: redis_sync.Redis,
+    sync_redis: redis_sync.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The turn is over but its words are still being decoded: after ``hold_after_s`` the caller hears the
     holding phrase (once), never the no-input reprompt; then the answer to what they said."""
     import numpy as np
 
+    caplog.set_level("INFO", logger="bot.session")
     asr = LaggingAsr()
     h = Harness(
         ScriptedDialogue({"i heard you": Reply(texts=("Here is your answer.",))}),
@@ -644,6 +645,18 @@ async def test_a_caller_waiting_for_a_lagging_recogniser_hears_the_holding_phras
 
         await asyncio.wait_for(answered(), 3)
         assert [text for _, text, _ in h.dialogue.calls] == ["i heard you"]
+        await caller.wait_voiced(caller.voiced_frames() + 5)  # the answer plays
+        await asyncio.sleep(0.2)
+        # The turn's latency line is written even when the answer follows the holding phrase without a gap:
+        # its first audio comes after the words (released ~1.7 s after the decision).
+        marks = [
+            json.loads(r.getMessage().split("turn latency ms ", 1)[1])
+            for r in caplog.records
+            if "turn latency ms" in r.getMessage()
+        ]
+        assert len(marks) == 1 and marks[0]["asr"] >= 1500 and marks[0]["first_audio"] >= marks[0]["asr"], (
+            marks
+        )
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
