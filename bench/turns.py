@@ -187,6 +187,31 @@ def _cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def decoding_speed(model_dir: Path, lines: list[Line]) -> dict[str, float]:
+    """What bounds capacity: one recogniser decoding the callers' lines in 20 ms frames, as a call does (on
+    one core, before the stack starts). ``rtf``: core-seconds per second of audio; ``talkers_at_once``: how
+    many callers this machine's cores can decode while they all speak at the same moment."""
+    import wave
+
+    from bot.asr import VoskEngine
+
+    engine = VoskEngine(model_dir)
+    audio_s = busy_s = 0.0
+    for line in lines:
+        with wave.open(line.path) as w:
+            pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+        stream = engine.stream()
+        started = time.process_time()
+        for i in range(0, len(pcm), rate // 50 * 2):
+            stream.accept(pcm[i : i + rate // 50 * 2], rate)
+        stream.flush()
+        busy_s += time.process_time() - started
+        audio_s += len(pcm) / 2 / rate
+        stream.close()
+    rtf = busy_s / audio_s
+    return {"rtf": round(rtf, 3), "talkers_at_once": round(len(os.sched_getaffinity(0)) / rtf, 1)}
+
+
 def table(levels: list[dict[str, Any]]) -> str:
     head = (
         "| N | turns | gap p50 / p95 / max ms | processing share | false cuts "
@@ -285,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="attendant-turns-"))
     print(f"synthesising the callers' lines into {work} ...", flush=True)
     lines = build(work / "lines")
+    decoding = decoding_speed(model_dir, lines)
+    print(
+        f"Vosk on these lines: {decoding['rtf']} core-seconds per second of speech, so "
+        f"{decoding['talkers_at_once']} callers talking at the same moment fill this machine's cores",
+        flush=True,
+    )
 
     from actions.backends.seed import main as seed
 
@@ -324,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": len(os.sched_getaffinity(0)),
         "load_average_at_end": os.getloadavg(),
         "vosk_model": str(model_dir),
+        "vosk_decoding": decoding,
         "lines": [asdict(x) for x in lines],
         "levels": results,
         "capacity_point": capacity,
@@ -343,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     print(f"\ncapacity point: N = {capacity} ({report['capacity_rule']})")
+    bound, rtf = decoding["talkers_at_once"], decoding["rtf"]
+    print(f"decoding bound: {bound} callers talking at once (Vosk RTF {rtf})")
     print(f"JSON: {args.json}" + (f"  chart: {png}" if drawn else "  (no matplotlib: no chart)"))
     print(f"run took {took / 60:.1f} min")
     return 0
