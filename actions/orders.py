@@ -24,6 +24,7 @@ from actions.lines import Line, say
 from actions.shared.numerals import digits_from_speech, number_words, parse_quantity
 from actions.shared.speech import on_day, say_digits, say_list, say_money
 from actions.store import Order, OrderLine, Product, StoreError
+from actions.support import is_fault
 from actions.verify import TaskForm
 from telephony.callstate import Reason
 
@@ -242,29 +243,38 @@ class ValidateOrderForm(TaskForm):
     async def validate_product(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
+        text = str(slot_value or "")
         escaped = self.escape("product", tracker)
-        if escaped:
+        # A product from the catalogue, asked for a product, is the answer whatever the classifier made of it
+        # ("the phone charger" can read as a fault report): only a described fault switches to support.
+        if escaped and (escaped.get("task_result") != "switch" or is_fault(text)):
             return escaped
         try:
             products = await self.deps.store.list_products()
         except StoreError:
             return {"product": None, "handoff_reason": Reason.TECHNICAL.value}
-        found = self._product(str(slot_value or ""), products)
+        found = self._product(text, products)
         if found:
             return found
+        if escaped:
+            return escaped
         catalogue = say_list([plural(p.name) for p in products])
         return self.missed("product", tracker, dispatcher, "utter_product_unknown", catalogue=catalogue)
 
     async def validate_order_ok(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        escaped = self.escape("order_ok", tracker)
-        if escaped:
-            return escaped
         text = str(slot_value or "")
         answer = yes_or_no(tracker, text)
         # "just the one", "two please", "make it three": how many, said instead of (or with) yes.
         qty = parse_quantity(text) if _NUMBER_WORD.search(text.lower()) else None
+        escaped = self.escape("order_ok", tracker)
+        # A quantity or a short yes or no is the answer to the confirmation, whatever the classifier made of
+        # it ("just the one" can read as another request); "no, actually I want to book an appointment" and a
+        # described fault still switch task.
+        answered = qty is not None or (answer is not None and len(text.split()) <= 3)
+        if escaped and (escaped.get("task_result") != "switch" or not answered or is_fault(text)):
+            return escaped
         if answer is not False and qty is not None:
             if qty != int(tracker.get_slot("quantity") or 1):
                 return await self._requantify(qty, tracker)

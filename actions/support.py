@@ -276,3 +276,24 @@ class ValidateSupportForm(TaskForm):
         if window is None:
             return self.missed("callback_when", tracker, dispatcher, "utter_when_unclear")
         return {"callback_when": window_slot(window), "misses": 0}
+
+
+_GENERIC = re.compile(
+    r"\b(can'?t|cannot|won'?t)\b(?! (connect|charge|load|work|hear|call|dial|log|get online|get a signal|"
+    r"turn|switch|play|pair|sync|print|send|receive))"
+)
+
+
+def is_fault(text: str) -> bool:
+    """Whether the words describe something not working ("it keeps cutting out", "the box is blinking", "the
+    technician never turned up").
+
+    Stricter than :func:`~actions.support.outage_kind` on a caller already reporting a fault: "can't" or
+    "won't" is a fault only with what a device does ("it can't connect", not "i can't remember what i
+    ordered")."""
+    if SERVICE_FAILED.search(text.lower()):
+        return True
+    kind = outage_kind(text)
+    if kind in ("total", "partial"):
+        return True
+    return kind == "fault" and outage_kind(_GENERIC.sub(" ", text.lower())) is not None

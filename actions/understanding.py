@@ -43,7 +43,7 @@ from actions.heard import (
 from actions.info import info_answer
 from actions.lines import say_then_offer_more
 from actions.store import EXISTING, StoreError
-from actions.support import SERVICE_FAILED, outage_kind
+from actions.support import is_fault
 from actions.tasks import FORM_FOR_TASK
 from telephony.callstate import Reason
 
@@ -111,27 +111,6 @@ def start_task(intent: str, words: str) -> list[EventType]:
     task = TASK_INTENTS[intent]
     form = FORM_FOR_TASK.get(task, "verify_form")
     return [SlotSet("pending_task", task), SlotSet("task_words", words), FollowupAction(form)]
-
-
-_GENERIC = re.compile(
-    r"\b(can'?t|cannot|won'?t)\b(?! (connect|charge|load|work|hear|call|dial|log|get online|get a signal|"
-    r"turn|switch|play|pair|sync|print|send|receive))"
-)
-
-
-def is_fault(text: str) -> bool:
-    """Whether the words describe something not working ("it keeps cutting out", "the box is blinking", "the
-    technician never turned up").
-
-    Stricter than :func:`~actions.support.outage_kind` on a caller already reporting a fault: "can't" or
-    "won't" is a fault only with what a device does ("it can't connect", not "i can't remember what i
-    ordered")."""
-    if SERVICE_FAILED.search(text.lower()):
-        return True
-    kind = outage_kind(text)
-    if kind in ("total", "partial"):
-        return True
-    return kind == "fault" and outage_kind(_GENERIC.sub(" ", text.lower())) is not None
 
 
 class ActionFallback(UsesDeps, Action):

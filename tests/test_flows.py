@@ -413,8 +413,12 @@ def test_information_line_needs_no_verification(stack: RasaStack) -> None:
     faq = call.say("do you ship abroad")
     assert "PIN" not in texts(faq) and texts(faq)
     assert_spoken_style(faq)
-    unknown = call.say("do you sell pet insurance")
-    assert any(w in texts(unknown) for w in ("colleague?", "can't help", "didn't catch")), texts(unknown)
+    # Something we do not sell: the short answer, or (the classifier unsure between two of our requests,
+    # which depends on the training run) one clarifying question — never a task started on a guess.
+    unknown = texts(call.say("do you sell pet insurance"))
+    answers = ("colleague?", "can't help", "didn't catch")
+    assert any(w in unknown for w in answers) or unknown.startswith("Sorry, is that about "), unknown
+    assert "PIN" not in unknown
 
 
 def test_a_person_in_the_middle_of_a_task(stack: RasaStack) -> None:
@@ -525,3 +529,74 @@ def test_a_store_timeout_becomes_a_polite_handoff(verified: bool) -> None:
     asyncio.run(ActionResumeTask(deps).run(dispatcher, tracker, {}))
     assert dispatcher.messages[0]["response"] == "utter_handoff_technical"
     assert dispatcher.messages[-1]["custom"]["handoff"]["reason"] == "technical"
+
+
+class _Catalogue:
+    """Two products, no promotions."""
+
+    async def list_products(self) -> list[Any]:
+        from actions.store import Product
+
+        return [Product("P-100", "phone charger", 1999), Product("P-200", "wireless headset", 5900)]
+
+    async def promotion_for(self, product_id: str) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("said", "product", "switch"),
+    [
+        ("the phone charger", "P-100", False),  # a product named, read as a fault by the classifier
+        ("my phone charger stopped working", None, True),  # a fault described: the support line
+    ],
+)
+def test_a_product_named_when_asked_for_one_is_the_answer_whatever_the_classifier_says(
+    said: str, product: str | None, switch: bool
+) -> None:
+    """Trained models differ from run to run: one classed "the phone charger" as ``report_problem`` at 0.999
+    and the order became a support call. Asked which product, a catalogue product is the answer; only a
+    described fault switches task."""
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.deps import Deps
+    from actions.orders import ValidateOrderForm
+
+    slots = {"verified": True, "active_task": "place_order", "requested_slot": "product"}
+    tracker = _tracker(slots, said, "report_problem")
+    result = asyncio.run(
+        ValidateOrderForm(Deps(store=_Catalogue())).validate_product(
+            said, CollectingDispatcher(), tracker, {}
+        )
+    )
+    assert result.get("product") == product, result
+    assert (result.get("task_result") == "switch") is switch, result
+
+
+@pytest.mark.parametrize(
+    ("said", "intent", "switch"),
+    [
+        ("just the one", "report_problem", False),  # a quantity: the confirmation's answer
+        ("yes please", "book_appointment", False),
+        ("no actually i want to book an appointment", "book_appointment", True),  # a change of mind
+        ("just the one that stopped working", "report_problem", True),  # a described fault
+    ],
+)
+def test_the_order_confirmation_takes_a_quantity_or_a_short_yes_before_a_task_switch(
+    said: str, intent: str, switch: bool
+) -> None:
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.deps import Deps
+    from actions.orders import ValidateOrderForm
+
+    slots = {
+        "verified": True,
+        "active_task": "place_order",
+        "requested_slot": "order_ok",
+        "product": "P-100",
+        "quantity": 1.0,
+    }
+    tracker = _tracker(slots, said, intent)
+    form = ValidateOrderForm(Deps(store=_Catalogue()))
+    result = asyncio.run(form.validate_order_ok(said, CollectingDispatcher(), tracker, {}))
+    assert (result.get("task_result") == "switch") is switch, result
