@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from actions.shared.numerals import number_words
 from actions.shared.yamlfile import YamlFileError, read_yaml
 
 REQUIRED = ("technical", "handoff", "holding", "no_input", "no_input_goodbye", "too_long", "keypad_menu")
@@ -17,6 +18,34 @@ INTENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 class PromptsError(ValueError):
     """``prompts.yml`` is unreadable or incomplete; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class DurationWords:
+    """How a length of time is said, in whole minutes: the whisper's ``waited_*`` lines and the wait's
+    duration lines (``prompts.yml``); ``{n}`` is a number in words."""
+
+    minute: str
+    minutes: str
+    hour: str
+    hours: str
+    hour_and_a_half: str
+    hours_and_a_half: str
+
+    def say(self, minutes: int) -> str:
+        """``minutes`` (from 1) as a person says it: minutes below an hour ("one minute", "fifty nine
+        minutes"); then hours, to the nearest half hour below three hours ("an hour", "an hour and a half",
+        "two and a half hours") and to the nearest hour from three on ("three hours", "ten hours"). Halfway
+        rounds up (75 minutes: an hour and a half; 165: three hours)."""
+        if minutes < 60:
+            return self.minute if minutes == 1 else self.minutes.format(n=number_words(minutes))
+        if minutes < 180:
+            hours, half = divmod((minutes + 15) // 30, 2)
+        else:
+            hours, half = (minutes + 30) // 60, 0
+        if half:
+            return self.hour_and_a_half if hours == 1 else self.hours_and_a_half.format(n=number_words(hours))
+        return self.hour if hours == 1 else self.hours.format(n=number_words(hours))
 
 
 WHISPER_FIELDS = {
@@ -28,6 +57,10 @@ WHISPER_FIELDS = {
     "waited_seconds": set(),
     "waited_minute": set(),
     "waited_minutes": {"n"},
+    "waited_hour": set(),
+    "waited_hours": {"n"},
+    "waited_hour_and_a_half": set(),
+    "waited_hours_and_a_half": {"n"},
     "topic_unknown": set(),
 }
 """The whisper's lines and the placeholders each must use (no others)."""
@@ -44,8 +77,8 @@ class WhisperWords:
     verified_no_name: str
     unverified: str
     waited_seconds: str
-    waited_minute: str
-    waited_minutes: str
+    waited: DurationWords
+    """``waited_minute`` .. ``waited_hours_and_a_half``: a minute on."""
     topic_unknown: str
     skills: Mapping[str, str]
     topics: Mapping[str, str]
@@ -71,8 +104,10 @@ class WhisperWords:
             if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
                 raise PromptsError(f"{path}: whisper.{key} must map names to words")
             tables[key] = {str(k): v.strip() for k, v in table.items()}
+        waited = DurationWords(**{f.name: lines.pop(f"waited_{f.name}") for f in fields(DurationWords)})
         return cls(
             **lines,
+            waited=waited,
             skills=tables["skills"],
             topics=tables["topics"],
             reasons=tables["reasons"],
@@ -86,6 +121,10 @@ WAIT_FIELDS = {
     "under_a_minute": set(),
     "one_minute": set(),
     "minutes": {"n"},
+    "one_hour": set(),
+    "hours": {"n"},
+    "hour_and_a_half": set(),
+    "hours_and_a_half": {"n"},
 }
 
 
@@ -97,8 +136,8 @@ class WaitWords:
     soon: str
     nobody: str
     under_a_minute: str
-    one_minute: str
-    minutes: str
+    duration: DurationWords
+    """``one_minute`` .. ``hours_and_a_half``: a minute on."""
     teams: Mapping[str, str]
     soon_s: float = 60.0
     """Below this, the short sentence (``soon``) is said instead of a figure."""
@@ -125,8 +164,14 @@ class WaitWords:
             soon=lines["soon"],
             nobody=lines["nobody"],
             under_a_minute=lines["under_a_minute"],
-            one_minute=lines["one_minute"],
-            minutes=lines["minutes"],
+            duration=DurationWords(
+                minute=lines["one_minute"],
+                minutes=lines["minutes"],
+                hour=lines["one_hour"],
+                hours=lines["hours"],
+                hour_and_a_half=lines["hour_and_a_half"],
+                hours_and_a_half=lines["hours_and_a_half"],
+            ),
             teams={str(k): v.strip() for k, v in teams.items()},
         )
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from actions.shared.numerals import number_words
 from bot.prompts import WaitWords
 from telephony.callstate import PENALTY_MAX, Route, Skill, queue_name
 from telephony.queues import QueueModel
@@ -84,11 +83,11 @@ class ModelWaits:
 
 
 def duration(seconds: float, words: WaitWords) -> str:
-    """ "less than a minute", "one minute", "four minutes" (to the nearest minute)."""
+    """ "less than a minute", "one minute", "four minutes", "an hour and a half", "five hours" (to the nearest
+    minute, then as :meth:`bot.prompts.DurationWords.say` says them)."""
     if seconds < 60:
         return words.under_a_minute
-    minutes = round(seconds / 60)
-    return words.one_minute if minutes == 1 else words.minutes.format(n=number_words(minutes))
+    return words.duration.say(round(seconds / 60))
 
 
 def wait_sentence(wait: Wait, skill: Skill, words: WaitWords) -> str:

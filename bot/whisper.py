@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actions.shared.numerals import number_words
 from bot.pacer import Pacer
 from bot.prompts import WhisperWords
 from bot.tts import Speech
@@ -40,11 +39,11 @@ REDIS_TIMEOUT_S = 1.0
 
 
 def waited_words(seconds: float, words: WhisperWords) -> str:
-    """ "a few seconds", "one minute", "four minutes" (rounded to whole minutes from a minute on)."""
+    """ "a few seconds", "one minute", "four minutes", "an hour and a half", "five hours" (rounded to whole
+    minutes from a minute on, then as :meth:`bot.prompts.DurationWords.say` says them)."""
     if seconds < 45:
         return words.waited_seconds
-    minutes = max(1, round(seconds / 60))
-    return words.waited_minute if minutes == 1 else words.waited_minutes.format(n=number_words(minutes))
+    return words.waited.say(max(1, round(seconds / 60)))
 
 
 def brief(record: Mapping[str, str], words: WhisperWords, *, now: float) -> str:

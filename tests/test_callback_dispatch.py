@@ -356,7 +356,7 @@ def test_the_whisper_of_a_callback_says_so() -> None:
     callback = brief({**record, "callback": uuid.uuid4().hex}, words, now=T0)
     print(f"\nwhisper: {plain!r} -> {callback!r}")
     assert callback.startswith("Callback: Verified customer Ada Lovelace, billing, asks about their balance")
-    assert callback.endswith("asked one hundred twenty minutes ago.")
+    assert callback.endswith("asked two hours ago.")
     assert not plain.startswith("Callback")
 
 

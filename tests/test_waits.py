@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import redis as redis_sync
 
 from actions.shared.paths import NLU_DATA
 from bot.dialogue import HandoffRequested, Reply
-from bot.prompts import Prompts
+from bot.prompts import Prompts, PromptsError
 from bot.routing import choose_route
-from bot.waits import ModelWaits, Wait, wait_sentence
+from bot.waits import ModelWaits, Wait, duration, wait_sentence
+from bot.whisper import waited_words
 from telephony import audiosocket as wire
 from telephony.callstate import Reason, Route, Skill, transcript_key
 from telephony.queues import QueueState
@@ -21,7 +24,9 @@ from tests.test_session import GREETING, Caller, Harness, ScriptedDialogue, stop
 from tests.test_wait_estimate import NOW, agent, callers, queue
 
 __all__ = ["sync_redis"]
-WORDS = Prompts.load(NLU_DATA / "prompts.yml").wait
+SHIPPED = Prompts.load(NLU_DATA / "prompts.yml")
+WORDS = SHIPPED.wait
+WHISPER = SHIPPED.whisper
 
 
 class Model:
@@ -76,6 +81,51 @@ def test_the_sentences() -> None:
     )
     assert "in a moment" in wait_sentence(Wait(20, route), Skill.BILLING, WORDS)
     assert "one minute" in wait_sentence(Wait(80, route), Skill.SUPPORT, WORDS)
+    assert wait_sentence(Wait(2 * 3600 + 100, route), Skill.BILLING, WORDS) == (
+        "All our billing specialists are busy right now; the expected wait is about two hours."
+    )
+
+
+@pytest.mark.parametrize(
+    ("minutes", "said"),
+    [
+        (1, "one minute"),
+        (59, "fifty nine minutes"),
+        (60, "an hour"),
+        (74, "an hour"),
+        (75, "an hour and a half"),  # halfway rounds up
+        (90, "an hour and a half"),
+        (120, "two hours"),
+        (150, "two and a half hours"),
+        (164, "two and a half hours"),
+        (165, "three hours"),  # from three hours on, whole hours
+        (209, "three hours"),
+        (210, "four hours"),
+        (600, "ten hours"),
+    ],
+)
+def test_durations_are_said_in_minutes_then_hours(minutes: int, said: str) -> None:
+    """The caller's wait and the agent's whisper say a duration the same way, with the shipped words."""
+    assert duration(minutes * 60, WORDS) == said
+    assert waited_words(minutes * 60, WHISPER) == said
+
+
+def test_the_shortest_durations_and_the_rounding_to_minutes() -> None:
+    assert duration(59, WORDS) == "less than a minute" and waited_words(44, WHISPER) == "a few seconds"
+    assert waited_words(45, WHISPER) == "one minute"
+    assert duration(59 * 60 + 29, WORDS) == "fifty nine minutes"
+    assert duration(59 * 60 + 31, WORDS) == waited_words(59 * 60 + 31, WHISPER) == "an hour"
+
+
+def test_the_hour_words_are_checked_like_the_others(tmp_path: Path) -> None:
+    shipped = (NLU_DATA / "prompts.yml").read_text()
+    bad = tmp_path / "prompts.yml"
+    bad.write_text(shipped.replace('  hours: "{n} hours"\n', ""))
+    with pytest.raises(PromptsError, match=r"wait\.hours is missing or empty"):
+        Prompts.load(bad)
+    bad.write_text(shipped.replace('waited_hours_and_a_half: "{n} and', 'waited_hours_and_a_half: "and'))
+    with pytest.raises(PromptsError, match=r"whisper\.waited_hours_and_a_half must use \{n\}"):
+        Prompts.load(bad)
 
 
 def test_priority_outages_and_gold_customers() -> None:

@@ -101,6 +101,7 @@ This module logs sender ids only, never message text, numbers or metadata.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -108,7 +109,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 from rasa.core.channels.rest import RestInput
@@ -155,6 +156,19 @@ class ChannelConfigError(ValueError):
     """credentials.yml lacks something the channel needs."""
 
 
+class Body(NamedTuple):
+    """A request's body as the webhook and the parse route take it (:func:`_parse_body`)."""
+
+    sender: str
+    text: str
+    """The message, stripped; a caller's words never start with ``/``."""
+    metadata: dict[str, Any] | None
+
+
+Route = Callable[[Request], Awaitable[HTTPResponse]]
+BodyRoute = Callable[[Request, Body], Awaitable[HTTPResponse]]
+
+
 class AttendantInput(RestInput):
     """Token-checked REST channel for the Attendant gateway (see the module docstring)."""
 
@@ -199,6 +213,39 @@ class AttendantInput(RestInput):
             return False
         return hmac.compare_digest(supplied.strip().encode(), self._token)
 
+    def refused(self, request: Request) -> HTTPResponse | None:
+        """401 unless the request carries our bearer token (:meth:`authorised`)."""
+        if not self.authorised(request.headers.get("Authorization")):
+            return response.json({"error": "unauthorized"}, status=401)
+        return None
+
+    def guarded(self, *, words_only: bool = False, needs_model: bool = False) -> Callable[[BodyRoute], Route]:
+        """A route that takes a body (the webhook, the parse route) behind the checks, in this order: the
+        bearer token (401), the body (400 with what is wrong, :func:`_parse_body`); with ``words_only`` a
+        message that is not an intent (400); with ``needs_model`` a loaded model (503). The handler gets
+        the request and the body."""
+
+        def guard(handler: BodyRoute) -> Route:
+            @functools.wraps(handler)
+            async def route(request: Request) -> HTTPResponse:
+                refused = self.refused(request)
+                if refused is not None:
+                    return refused
+                try:
+                    body = _parse_body(request.body)
+                except ValueError as exc:
+                    return response.json({"error": str(exc)}, status=400)
+                if words_only and body.text.startswith("/"):
+                    return response.json({"error": "only words are parsed here"}, status=400)
+                refused = _not_ready(request) if needs_model else None
+                if refused is not None:
+                    return refused
+                return await handler(request, body)
+
+            return route
+
+        return guard
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         bp = Blueprint("attendant_webhook", __name__)
 
@@ -208,22 +255,17 @@ class AttendantInput(RestInput):
 
         @bp.route("/warmup", methods=["POST"])  # type: ignore[untyped-decorator]
         async def warm_up(request: Request) -> HTTPResponse:
-            if not self.authorised(request.headers.get("Authorization")):
-                return response.json({"error": "unauthorized"}, status=401)
-            agent = getattr(request.app.ctx, "agent", None)
-            if agent is None or not agent.is_ready():
-                return response.json({"error": "no model loaded"}, status=503)
-            await agent.parse_message(WARM_UP_TEXT)
+            refused = self.refused(request) or _not_ready(request)
+            if refused is not None:
+                return refused
+            await _agent(request).parse_message(WARM_UP_TEXT)
             return response.json({"status": "ok"})
 
+        # No 503 here: a turn without a model fails like any failed turn, into the technical handoff.
         @bp.route("/webhook", methods=["POST"])  # type: ignore[untyped-decorator]
-        async def receive(request: Request) -> HTTPResponse:
-            if not self.authorised(request.headers.get("Authorization")):
-                return response.json({"error": "unauthorized"}, status=401)
-            try:
-                sender, text, metadata = _parse_body(request.body)
-            except ValueError as exc:
-                return response.json({"error": str(exc)}, status=400)
+        @self.guarded()
+        async def receive(request: Request, body: Body) -> HTTPResponse:
+            sender, text, metadata = body
             heard = text
             try:
                 if text == SESSION_START:  # the gateway never sends it: the first turn starts the call
@@ -271,18 +313,9 @@ class AttendantInput(RestInput):
             return response.json([*reply, *collector.messages])
 
         @bp.route("/parse", methods=["POST"])  # type: ignore[untyped-decorator]
-        async def parse(request: Request) -> HTTPResponse:
-            if not self.authorised(request.headers.get("Authorization")):
-                return response.json({"error": "unauthorized"}, status=401)
-            try:
-                sender, text, metadata = _parse_body(request.body)
-            except ValueError as exc:
-                return response.json({"error": str(exc)}, status=400)
-            if text.startswith("/"):
-                return response.json({"error": "only words are parsed here"}, status=400)
-            agent = getattr(request.app.ctx, "agent", None)
-            if agent is None or not agent.is_ready():
-                return response.json({"error": "no model loaded"}, status=503)
+        @self.guarded(words_only=True, needs_model=True)
+        async def parse(request: Request, body: Body) -> HTTPResponse:
+            sender, text, metadata = body
             try:
                 shielded = await self._shield_secrets(request, sender, text, metadata, stash=False)
             except Exception:  # tracker unreadable: say nothing rather than guess about a PIN
@@ -294,7 +327,7 @@ class AttendantInput(RestInput):
             if is_filler_only(shielded) or only_masks(shielded):
                 return response.json(_parse_answer(NOT_UNDERSTOOD[1:], 1.0, [], masked=masked))
             try:
-                parsed = await agent.parse_message(shielded)
+                parsed = await _agent(request).parse_message(shielded)
             except Exception:
                 log.exception("parse failed sender=%s", sender)
                 return response.json({"error": "not parsed"}, status=500)
@@ -390,9 +423,22 @@ class AttendantInput(RestInput):
         return None if slot is None else str(slot)
 
 
+def _agent(request: Request) -> Any:
+    """The running Rasa's agent (``None`` before Rasa set one up)."""
+    return getattr(request.app.ctx, "agent", None)
+
+
+def _not_ready(request: Request) -> HTTPResponse | None:
+    """503 while no model is loaded."""
+    agent = _agent(request)
+    if agent is None or not agent.is_ready():
+        return response.json({"error": "no model loaded"}, status=503)
+    return None
+
+
 async def _tracker(request: Request, sender: str) -> Any:
     """The conversation's tracker from the running Rasa's tracker store; ``None`` without one."""
-    store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+    store = getattr(_agent(request), "tracker_store", None)
     return None if store is None else await store.retrieve(sender)
 
 
@@ -410,7 +456,7 @@ def secret_in(text: str, slot: str | None) -> str | None:
     return digits_from_speech(text)
 
 
-def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
+def _parse_body(raw: bytes) -> Body:
     try:
         body = json.loads(raw or b"")
     except ValueError as exc:
@@ -433,7 +479,7 @@ def _parse_body(raw: bytes) -> tuple[str, str, dict[str, Any] | None]:
         raise ValueError("message is empty")
     if text.startswith("/") and not INTENT_RE.fullmatch(text):
         raise ValueError("a message starting with / must be a bare intent name")
-    return sender, text, metadata
+    return Body(sender, text, metadata)
 
 
 def _parse_answer(
@@ -444,7 +490,7 @@ def _parse_answer(
 
 def _technical_handoff(request: Request, sender: str) -> list[dict[str, Any]]:
     """The technical handoff line, as the loaded model's domain words it, then the handoff."""
-    domain = getattr(getattr(request.app.ctx, "agent", None), "domain", None)
+    domain = getattr(_agent(request), "domain", None)
     responses: Mapping[str, Any] = getattr(domain, "responses", None) or {}
     variants = responses.get(HANDOFF_LINES[Reason.TECHNICAL]) or []
     said: list[dict[str, Any]] = []
