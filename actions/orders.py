@@ -24,7 +24,6 @@ from actions.lines import Line, say
 from actions.shared.numerals import digits_from_speech, number_words, parse_quantity
 from actions.shared.speech import on_day, say_digits, say_list, say_money
 from actions.store import Order, OrderLine, Product, StoreError
-from actions.support import is_fault
 from actions.verify import TaskForm
 from telephony.callstate import Reason
 
@@ -117,6 +116,11 @@ async def place_order(
     return []
 
 
+def _short_answer(answer: bool | None, text: str) -> bool:
+    """A yes or a no in a few words ("yes please", "no thanks"), not a new request that starts with one."""
+    return answer is not None and len(text.split()) <= 3
+
+
 # --- order status ---------------------------------------------------------------------------------------
 
 
@@ -153,10 +157,10 @@ class ValidateOrderStatusForm(TaskForm):
     def validate_order_ref(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        escaped = self.escape("order_ref", tracker)
+        found = self._order_ref(str(slot_value or ""))
+        escaped = self.escape("order_ref", tracker, answered=bool(found))
         if escaped:
             return escaped
-        found = self._order_ref(str(slot_value or ""))
         if found:
             return found
         return self.missed("order_ref", tracker, dispatcher, "utter_rephrase_short")
@@ -164,14 +168,16 @@ class ValidateOrderStatusForm(TaskForm):
     def validate_order_ref_ok(
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
-        escaped = self.escape("order_ref_ok", tracker)
+        text = str(slot_value or "")
+        # A different number said instead of yes or no: read that one back.
+        other = self._order_ref(text)
+        answer = yes_or_no(tracker, text)
+        number = other.get("order_ref") not in (None, "last", tracker.get_slot("order_ref"))
+        escaped = self.escape("order_ref_ok", tracker, answered=number or _short_answer(answer, text))
         if escaped:
             return escaped
-        # A different number said instead of yes or no: read that one back.
-        other = self._order_ref(str(slot_value or ""))
-        if other.get("order_ref") not in (None, "last", tracker.get_slot("order_ref")):
+        if number:
             return {**other, "order_ref_ok": None}
-        answer = yes_or_no(tracker, slot_value)
         if answer is True:
             return {"order_ref_ok": True, "misses": 0}
         if answer is False:
@@ -244,20 +250,18 @@ class ValidateOrderForm(TaskForm):
         self, slot_value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         text = str(slot_value or "")
-        escaped = self.escape("product", tracker)
-        # A product from the catalogue, asked for a product, is the answer whatever the classifier made of it
-        # ("the phone charger" can read as a fault report): only a described fault switches to support.
-        if escaped and (escaped.get("task_result") != "switch" or is_fault(text)):
-            return escaped
         try:
             products = await self.deps.store.list_products()
         except StoreError:
-            return {"product": None, "handoff_reason": Reason.TECHNICAL.value}
-        found = self._product(text, products)
-        if found:
-            return found
+            products = None
+        found = self._product(text, products) if products is not None else {}
+        escaped = self.escape("product", tracker, answered=bool(found))
         if escaped:
             return escaped
+        if products is None:
+            return {"product": None, "handoff_reason": Reason.TECHNICAL.value}
+        if found:
+            return found
         catalogue = say_list([plural(p.name) for p in products])
         return self.missed("product", tracker, dispatcher, "utter_product_unknown", catalogue=catalogue)
 
@@ -268,12 +272,9 @@ class ValidateOrderForm(TaskForm):
         answer = yes_or_no(tracker, text)
         # "just the one", "two please", "make it three": how many, said instead of (or with) yes.
         qty = parse_quantity(text) if _NUMBER_WORD.search(text.lower()) else None
-        escaped = self.escape("order_ok", tracker)
-        # A quantity or a short yes or no is the answer to the confirmation, whatever the classifier made of
-        # it ("just the one" can read as another request); "no, actually I want to book an appointment" and a
-        # described fault still switch task.
-        answered = qty is not None or (answer is not None and len(text.split()) <= 3)
-        if escaped and (escaped.get("task_result") != "switch" or not answered or is_fault(text)):
+        # "just the one" answers the confirmation; "no, actually I want to book an appointment" switches task.
+        escaped = self.escape("order_ok", tracker, answered=qty is not None or _short_answer(answer, text))
+        if escaped:
             return escaped
         if answer is not False and qty is not None:
             if qty != int(tracker.get_slot("quantity") or 1):

@@ -31,6 +31,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
+from actions.faults import is_fault
 from actions.handoff import MAX_MISUNDERSTANDINGS, consecutive_misunderstandings, hand_off
 from actions.heard import (
     CLOSING_INTENTS,
@@ -43,7 +44,6 @@ from actions.heard import (
 from actions.info import info_answer
 from actions.lines import say_then_offer_more
 from actions.store import EXISTING, StoreError
-from actions.support import is_fault
 from actions.tasks import FORM_FOR_TASK
 from telephony.callstate import Reason
 

@@ -45,6 +45,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
+from actions.faults import is_fault
 from actions.heard import INFO_INTENTS, TASK_INTENTS, asks_for_a_person, confidence_of, intent_of, yes_or_no
 from actions.history import customer_history
 from actions.info import info_answer
@@ -219,7 +220,12 @@ class TaskForm(UsesDeps, FormValidationAction):
         # The same question next (Rasa would otherwise ask the domain's first empty slot, the PIN).
         return [SlotSet(str(requested), None), SlotSet("requested_slot", requested)]
 
-    def escape(self, slot: str, tracker: Tracker) -> dict[str, Any] | None:
+    def escape(self, slot: str, tracker: Tracker, *, answered: bool = False) -> dict[str, Any] | None:
+        """What the caller's turn does to the form instead of answering ``slot``: a person asked for,
+        goodbye, or another task (``task_result: switch``). ``answered``: the words are a usable answer to
+        ``slot`` (a product, a number, a short yes or no), which no other task pre-empts. Only a described
+        fault switches to the support line (:func:`actions.faults.is_fault`): the classifier alone also
+        reads "purple" or "just the one" as a fault report."""
         intent = intent_of(tracker)
         said = str(tracker.latest_message.get("text") or "")
         if intent == "request_agent" and (
@@ -229,6 +235,9 @@ class TaskForm(UsesDeps, FormValidationAction):
         if intent == "goodbye":
             return {slot: None, "end_call": True}
         other = TASK_INTENTS.get(intent or "")
+        fault = is_fault(said)
+        if (answered and not fault) or (other == TASK_INTENTS["report_problem"] and not fault):
+            other = None
         confidence = confidence_of(tracker)
         if (
             other is not None

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from actions.backends.seed import main as seed
+from actions.faults import is_fault
 from actions.shared.numerals import digits_from_speech
 from actions.store import CustomerStore, SqlStore, open_store
-from actions.support import is_fault
 from actions.understanding import pick_option, thanks_only
 from bot.tools.stack import RasaStack
 from tests.test_channel_and_actions import Call, customs, texts
