@@ -55,7 +55,7 @@ def is_fault(text: str) -> bool:
     """Whether the words describe something not working ("it keeps cutting out", "the box is blinking", "the
     technician never turned up").
 
-    Stricter than :func:`~actions.support.outage_kind` on a caller already reporting a fault: "can't" or
+    Stricter than :func:`outage_kind` on a caller already reporting a fault: "can't" or
     "won't" is a fault only with what a device does ("it can't connect", not "i can't remember what i
     ordered")."""
     if SERVICE_FAILED.search(text.lower()):

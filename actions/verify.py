@@ -235,8 +235,7 @@ class TaskForm(UsesDeps, FormValidationAction):
         if intent == "goodbye":
             return {slot: None, "end_call": True}
         other = TASK_INTENTS.get(intent or "")
-        fault = is_fault(said)
-        if (answered and not fault) or (other == TASK_INTENTS["report_problem"] and not fault):
+        if other is not None and (answered or other == TASK_INTENTS["report_problem"]) and not is_fault(said):
             other = None
         confidence = confidence_of(tracker)
         if (
