@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from actions.shared.paths import REPO_ROOT
+from bench.procstat import process_cpu, rss_mb
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SPOKEN = [
     "hello i would like to check my account balance please",
     "where is my order",
@@ -54,18 +54,6 @@ def free_port() -> int:
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class RssSampler(threading.Thread):
@@ -198,7 +186,7 @@ async def concurrent(port: int, pid: int, calls: int) -> dict[str, Any]:
     sampler = RssSampler(pid)
     sampler.start()
     rss_before = rss_mb(pid)
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, t0 = process_cpu(pid), time.monotonic()
     sims = [CallerSimulator("127.0.0.1", port, wait_s=30) for _ in range(calls)]
     turns = [
         [Turn("say", SPOKEN[i % len(SPOKEN)]), Turn("say", SPOKEN[(i + 1) % len(SPOKEN)])]
@@ -206,7 +194,7 @@ async def concurrent(port: int, pid: int, calls: int) -> dict[str, Any]:
     ]
     results = await asyncio.gather(*(sim.run(t) for sim, t in zip(sims, turns, strict=True)))
     wall = time.monotonic() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = process_cpu(pid) - cpu0
     call_minutes = sum(r.duration_s for r in results) / 60
     latencies = [t.latency * 1000 for r in results for t in r.turns if t.latency is not None]
     return {

@@ -42,7 +42,8 @@ from typing import Any
 
 import redis
 
-from bench.run import pct, rss_mb, running_stack
+from bench.procstat import rss_mb
+from bench.run import pct, running_stack
 from telephony import audiosocket as wire
 from telephony.callstate import call_key, transcript_key
 from telephony.frames import AudioIn, Hangup

@@ -40,14 +40,19 @@ from bench.procstat import CpuMark, RssPeaks
 from bench.profile import Profiler
 from bench.run import running_stack
 from bench.turnstats import Tally, figures, load_log, ms, pct, tally_call
-from bench.utterances import Line, build
+from bench.utterances import RATE, Line, build
+from bot.config import cores
+from bot.gateway import LoopLag
 from telephony.sim import CallerSimulator, CallResult, EchoPath, Turn
+from telephony.sim.wav import load_wav
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TYPED = "what are your opening hours"
 BARGE_AFTER_S = 0.8
 TARGET_P95_MS = 800
 TARGET_LATE_PCT = 1.0
+FRAME_BYTES = RATE // 50 * 2
+"""20 ms of 16-bit audio at the lines' rate: what a call feeds its recogniser at a time."""
 
 
 @dataclass
@@ -95,13 +100,6 @@ async def one_caller(port: int, plans: list[CallPlan], delay_s: float) -> list[t
     return out
 
 
-async def loop_lag(samples: list[float]) -> None:
-    while True:
-        t = time.perf_counter()
-        await asyncio.sleep(0.02)
-        samples.append(time.perf_counter() - t - 0.02)
-
-
 async def level(
     n: int,
     plans: list[list[CallPlan]],
@@ -111,8 +109,8 @@ async def level(
     stagger_s: float,
 ) -> dict[str, Any]:
     """One load level: the gateway under ``n`` callers, then the naive pipeline under the same."""
-    lag: list[float] = []
-    lag_task = asyncio.create_task(loop_lag(lag))
+    lag = LoopLag()
+    lag_task = asyncio.create_task(lag.run())
     rss = RssPeaks({"gateway": run.pid, **run.engines})
     rss.start()
     profiler = Profiler(run.pid, profile) if profile else None
@@ -146,7 +144,8 @@ async def level(
         sum(v for k, v in cpu.items() if k not in ("wall", "gateway_total")) / wall, 2
     )
     out["rss_mb_peak"] = peaks
-    out["simulator_loop_lag_ms_p99"] = ms(pct(lag, 0.99))
+    p99 = pct(lag.samples, 0.99)
+    out["simulator_loop_lag_ms_p99"] = None if p99 is None else round(p99)
     if prof is not None:
         out["profile"] = prof
 
@@ -191,25 +190,22 @@ def decoding_speed(model_dir: Path, lines: list[Line]) -> dict[str, float]:
     """What bounds capacity: one recogniser decoding the callers' lines in 20 ms frames, as a call does (on
     one core, before the stack starts). ``rtf``: core-seconds per second of audio; ``talkers_at_once``: how
     many callers this machine's cores can decode while they all speak at the same moment."""
-    import wave
-
     from bot.asr import VoskEngine
 
     engine = VoskEngine(model_dir)
     audio_s = busy_s = 0.0
     for line in lines:
-        with wave.open(line.path) as w:
-            pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+        pcm = load_wav(Path(line.path), RATE)
         stream = engine.stream()
         started = time.process_time()
-        for i in range(0, len(pcm), rate // 50 * 2):
-            stream.accept(pcm[i : i + rate // 50 * 2], rate)
+        for i in range(0, len(pcm), FRAME_BYTES):
+            stream.accept(pcm[i : i + FRAME_BYTES], RATE)
         stream.flush()
         busy_s += time.process_time() - started
-        audio_s += len(pcm) / 2 / rate
+        audio_s += len(pcm) / 2 / RATE
         stream.close()
     rtf = busy_s / audio_s
-    return {"rtf": round(rtf, 3), "talkers_at_once": round(len(os.sched_getaffinity(0)) / rtf, 1)}
+    return {"rtf": round(rtf, 3), "talkers_at_once": round(cores() / rtf, 1)}
 
 
 def table(levels: list[dict[str, Any]]) -> str:
@@ -352,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     capacity = max((x["callers"] for x in results if x["meets_capacity_targets"]), default=None)
     report = {
         "quick": args.quick,
-        "cores": len(os.sched_getaffinity(0)),
+        "cores": cores(),
         "load_average_at_end": os.getloadavg(),
         "vosk_model": str(model_dir),
         "vosk_decoding": decoding,

@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.run import pct as percentile
 from bench.utterances import Line
 from telephony.sim import CallResult
 from telephony.sim.segment import Utterance
@@ -76,10 +77,8 @@ def parse_log(text: str) -> dict[str, CallLog]:
 
 
 def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+    """:func:`bench.run.pct`, ``None`` for no values."""
+    return percentile(values, q) if values else None
 
 
 def ms(v: float | None) -> int | None:
