@@ -75,6 +75,9 @@ from telephony.frames import AudioIn, Dtmf, Hangup, InboundFrame, PeerError, Tra
 log = logging.getLogger(__name__)
 
 TICK_S = 0.05
+STUCK_DECODING = 2.0
+"""A turn whose words the recogniser has not delivered in this many no-input periods is taken as lost: the
+caller gets the no-input reprompt (then goodbye) rather than silence."""
 RATE_WAIT_S = 0.5
 """A call whose rate was not registered waits this long for the caller's first frame (whose kind tells the
 rate) before the bot starts sending at 8 kHz: far inside the 2 s after which ``AudioSocket()`` gives up."""
@@ -466,6 +469,8 @@ class CallSession:
                 self._inputs.put_nowait(_Control(Reason.NO_INPUT, final=True))
                 continue
             decoding = self.listener.awaiting_since
+            if decoding is not None and now - decoding >= STUCK_DECODING * self._cfg.no_input_s:
+                decoding = None  # stuck rather than late: the no-input path takes over, never a dead line
             if (
                 decoding is not None
                 and now - decoding >= self._cfg.hold_after_s
@@ -479,12 +484,13 @@ class CallSession:
                 self._busy
                 or self.speaker.speaking
                 or self.listener.in_utterance
-                or decoding is not None
                 or self.keypad.pending
                 or not self._inputs.empty()
             )
             if busy:
                 self._last_activity = now
+            elif decoding is not None:
+                pass  # the caller's words are still being decoded: no "are you still there?"
             elif now - max(self._last_activity, self.listener.last_heard_at) >= self._cfg.no_input_s:
                 self._last_activity = now
                 self._inputs.put_nowait(_Control(Reason.NO_INPUT))

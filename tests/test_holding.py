@@ -47,7 +47,7 @@ async def test_a_caller_waiting_for_a_lagging_recogniser_hears_the_holding_phras
         asr=asr,
         greeting="Hello.",
         hold_after_s=0.3,
-        no_input_s=1.0,
+        no_input_s=1.5,
     )
     await start(h)
     try:
@@ -83,6 +83,41 @@ async def test_a_caller_waiting_for_a_lagging_recogniser_hears_the_holding_phras
         assert len(marks) == 1 and marks[0]["asr"] >= 1500 and marks[0]["first_audio"] >= marks[0]["asr"], (
             marks
         )
+        await caller.send(wire.encode_hangup())
+        await caller.close()
+    finally:
+        asr.release.set()
+        await stop(h)
+
+
+async def test_a_recogniser_that_never_delivers_leaves_no_dead_line(sync_redis: redis_sync.Redis) -> None:
+    """Words still not decoded after two no-input periods are taken as lost: after the holding phrase the
+    caller gets the no-input reprompt (then the goodbye), never open-ended silence."""
+    import numpy as np
+
+    asr = LaggingAsr()  # never released during the test
+    h = Harness(ScriptedDialogue({}), asr=asr, greeting="Hello.", hold_after_s=0.3, no_input_s=1.0)
+    await start(h)
+    try:
+        caller = await Caller.dial(h.server.port)
+        await caller.wait_voiced(3)
+        await asyncio.sleep(0.3)
+        rng = np.random.default_rng(3)
+        for _ in range(25):
+            await caller.send(wire.encode_audio(rng.normal(0, 6000, 160).astype(np.int16).tobytes(), 8000))
+            await asyncio.sleep(0.02)
+
+        def said() -> list[str | None]:
+            return [f.get("prompt") for _, f in sync_redis.xrange(transcript_key(str(caller.call)))]
+
+        async def reprompted() -> None:
+            while "no_input" not in said():
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(reprompted(), 4.0)  # decision ~0.3 s, holding 0.3 s later, reprompt by 2 s
+        prompts = said()
+        assert prompts.index("holding") < prompts.index("no_input"), prompts
+        assert h.dialogue.calls == []
         await caller.send(wire.encode_hangup())
         await caller.close()
     finally:
