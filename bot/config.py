@@ -329,4 +329,5 @@ def endpointer_from_env(e: Mapping[str, str]) -> EndpointerConfig:
         speculate=_choice(e, "ATTENDANT_SPECULATE", "on" if d.speculate else "off", ("on", "off")) == "on",
         confident=_float(e, "ATTENDANT_TURN_CONFIDENT", d.confident, 0.0, 1.0),
         parse_timeout_s=_float(e, "ATTENDANT_PARSE_TIMEOUT_S", d.parse_timeout_s, 0.01, 2.0),
+        tail_db=_float(e, "ATTENDANT_SPEECH_TAIL_DB", d.tail_db, 6.0, 90.0),
     )

@@ -38,7 +38,7 @@ from typing import Any
 
 from bot.asr import AsrError, AsrStream, AsrUpdate, VoskEngine
 from bot.audio import StreamResampler
-from bot.turntaking import AdaptivePolicy, EchoReference, TurnWords
+from bot.turntaking import AdaptivePolicy, EchoReference, TurnWords, frame_db
 from bot.vad import Decision, Endpointer, EndpointerConfig, Event, WebRtcVad
 from telephony.frames import AudioIn, Transcript
 
@@ -148,10 +148,13 @@ class Listener:
         if rate not in WebRtcVad.RATES:
             pcm, rate = self._to_16k(pcm, rate), 16000
         voiced = self._vad.is_speech(pcm, rate)
-        if voiced and self._reference is not None and not self._reference.above_echo(now, frame.pcm):
+        level = frame_db(frame.pcm)
+        if not voiced:
+            self._endpointer.quiet(level)
+        elif self._reference is not None and not self._reference.above_echo(now, frame.pcm, level):
             voiced = False
             self.gated += 1
-        event = self._endpointer.frame(now, voiced, frame.duration_ms / 1000)
+        event = self._endpointer.frame(now, voiced, frame.duration_ms / 1000, level)
         self._preroll.append(pcm)
         if event is Event.START:
             self._feed(b"".join(self._preroll), rate, now)

@@ -154,9 +154,10 @@ class EchoReference:
         """The loudest frame sent within the echo window before ``now``."""
         return max((db for t, db in self._sent if now - self.window_s <= t <= now), default=SILENT_DB)
 
-    def above_echo(self, now: float, pcm: bytes) -> bool:
-        """Whether inbound ``pcm`` is louder than the bot's echo could be (always, while the bot is quiet)."""
+    def above_echo(self, now: float, pcm: bytes, level_db: float | None = None) -> bool:
+        """Whether inbound ``pcm`` (whose level may be given) is louder than the bot's echo could be (always,
+        while the bot is quiet)."""
         ref = self.reference_db(now)
         if ref <= SILENT_DB:
             return True
-        return frame_db(pcm) > ref - self.margin_db
+        return (frame_db(pcm) if level_db is None else level_db) > ref - self.margin_db

@@ -57,6 +57,10 @@ class EndpointerConfig:
     parse_timeout_s: float = 0.15
     """Speculation: a parse slower than this is ignored and the fixed rule applies
     (``ATTENDANT_PARSE_TIMEOUT_S``)."""
+    tail_db: float = 35.0
+    """The end of speech is the last voiced frame within this many dB of the utterance's loudest one (and
+    above the line's noise): the VAD keeps saying "speech" for about 100 ms after the voice has faded, and
+    that hangover is not counted as speech the caller is still making (``ATTENDANT_SPEECH_TAIL_DB``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("adaptive", "fixed"):
@@ -68,6 +72,7 @@ class EndpointerConfig:
             "hesitation_s",
             "echo_window_s",
             "parse_timeout_s",
+            "tail_db",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
@@ -98,8 +103,19 @@ class Event(Enum):
     END = "end"
 
 
+NOISE_MARGIN_DB = 6.0
+"""A voiced frame this close to the line's noise level is the VAD's hangover, not the caller's voice."""
+NOISE_RISE = 0.02
+"""How fast the line's noise level follows a louder unvoiced frame (a quieter one lowers it at once)."""
+
+
 class Endpointer:
-    """Start and end of caller utterances from per-frame VAD verdicts and a clock."""
+    """Start and end of caller utterances from per-frame VAD verdicts and a clock.
+
+    Given frame levels, the silence that ends a turn runs from the caller's last *audible* voiced frame: the
+    WebRTC VAD's hangover (five 20 ms frames after the voice has faded, whatever the line carries) is not
+    speech, so it does not delay the answer (:attr:`EndpointerConfig.tail_db`).
+    """
 
     def __init__(self, config: EndpointerConfig | None = None, policy: TurnPolicy | None = None) -> None:
         self.config = config or EndpointerConfig()
@@ -119,14 +135,21 @@ class Endpointer:
         self._last_speech_at = 0.0
         self._speech_run_s = 0.0
         self._last_frame_at: float | None = None
+        self._peak_db: float | None = None
+        """The loudest voiced frame of the open utterance, dBFS."""
+        self.noise_db: float | None = None
+        """The line's level when the VAD hears no speech (an average of unvoiced frames), dBFS."""
 
     @property
     def speech_run_s(self) -> float:
         """Voiced seconds in the current utterance (drives barge-in)."""
         return self._speech_run_s
 
-    def frame(self, now: float, voiced: bool, duration_s: float) -> Event | None:
-        """One frame's verdict at time ``now``. Returns START when an utterance opens."""
+    def frame(
+        self, now: float, voiced: bool, duration_s: float, level_db: float | None = None
+    ) -> Event | None:
+        """One frame's verdict at time ``now`` and, when known, its level (dBFS). Returns START when an
+        utterance opens."""
         c = self.config
         self._last_frame_at = now
         if not self.in_utterance:
@@ -139,12 +162,32 @@ class Endpointer:
                 self._last_speech_at = now
                 self._speech_run_s = sum(d for _, d in self._voiced)
                 self._voiced.clear()
+                self._peak_db = level_db
                 return Event.START
             return None
         if voiced:
-            self._last_speech_at = now
+            if self._audible(level_db):
+                self._last_speech_at = now
             self._speech_run_s += duration_s
         return self._check(now)
+
+    def quiet(self, level_db: float) -> None:
+        """A frame the VAD heard no speech in, at this level (dBFS): it tracks the line's noise level. Not for
+        frames that only the echo gate silenced."""
+        if self.noise_db is None or level_db < self.noise_db:
+            self.noise_db = level_db
+        else:
+            self.noise_db += NOISE_RISE * (level_db - self.noise_db)
+
+    def _audible(self, level_db: float | None) -> bool:
+        """Whether a voiced frame at this level is the caller's voice rather than the VAD's hangover."""
+        if level_db is None:
+            return True
+        if self._peak_db is None or level_db > self._peak_db:
+            self._peak_db = level_db
+        if level_db < self._peak_db - self.config.tail_db:
+            return False
+        return self.noise_db is None or level_db >= self.noise_db + NOISE_MARGIN_DB
 
     def hear(self, partial: str, covers: float) -> None:
         """The recogniser's words so far for the open utterance, decoded from audio up to time ``covers``."""
@@ -189,6 +232,7 @@ class Endpointer:
         self.in_utterance = False
         self._voiced.clear()
         self._speech_run_s = 0.0
+        self._peak_db = None
         self._partial, self._partial_covers = "", 0.0
 
 

@@ -410,16 +410,18 @@ def test_speculation_settings() -> None:
             "ATTENDANT_TURN_CONFIDENT": "0.9",
             "ATTENDANT_PARSE_TIMEOUT_S": "0.2",
             "ATTENDANT_WARM_RATES": "8000, 16000,48000,8000",
+            "ATTENDANT_SPEECH_TAIL_DB": "30",
         }
     )
     ep = mine.endpointer
-    assert (ep.speculate, ep.confident, ep.parse_timeout_s) == (False, 0.9, 0.2)
+    assert (ep.speculate, ep.confident, ep.parse_timeout_s, ep.tail_db) == (False, 0.9, 0.2, 30.0)
     assert mine.tts.warm_rates == (8000, 16000, 48000)
     for name, bad in [
         ("ATTENDANT_SPECULATE", "maybe"),
         ("ATTENDANT_TURN_CONFIDENT", "1.5"),
         ("ATTENDANT_PARSE_TIMEOUT_S", "0"),
         ("ATTENDANT_WARM_RATES", "8000,11025"),
+        ("ATTENDANT_SPEECH_TAIL_DB", "2"),
     ]:
         with pytest.raises(ConfigError, match=name):
             Config.from_env({name: bad})

@@ -14,11 +14,15 @@ from telephony.pacing import Schedule
 F = 0.02  # one frame, seconds
 
 
-def feed(ep: Endpointer, start: float, frames: int, voiced: bool) -> tuple[float, list[tuple[float, Event]]]:
+def feed(
+    ep: Endpointer, start: float, frames: int, voiced: bool, level: float | None = None
+) -> tuple[float, list[tuple[float, Event]]]:
     events = []
     t = start
     for _ in range(frames):
-        ev = ep.frame(t, voiced, F)
+        if level is not None and not voiced:
+            ep.quiet(level)
+        ev = ep.frame(t, voiced, F, level)
         if ev is not None:
             events.append((t, ev))
         t += F
@@ -55,6 +59,46 @@ def test_end_of_utterance_on_the_clock_when_no_frames_arrive() -> None:
     assert ep.tick(last_voice + 0.59) is None
     assert ep.tick(last_voice + 0.61) is Event.END
     assert ep.tick(last_voice + 0.7) is None  # once
+
+
+@pytest.mark.parametrize("noise", [None, -120.0, -50.0])
+def test_the_vads_hangover_after_the_voice_fades_is_not_speech(noise: float | None) -> None:
+    """The WebRTC VAD says "speech" for five frames after the voice has gone (silence on the line, or only
+    its noise): the trailing silence runs from the last frame the caller was audible in."""
+    ep = Endpointer(EndpointerConfig(trailing_silence_s=0.6, tail_db=35.0))
+    t = 0.0
+    if noise is not None:
+        t, _ = feed(ep, t, 50, False, noise)  # a second of the line before the caller speaks
+    t, _ = feed(ep, t, 40, True, -12.0)  # speech
+    t, _ = feed(ep, t, 3, True, -40.0)  # fading: 28 dB down, still the caller's voice
+    last_voice = t - F
+    hangover = -120.0 if noise is None else noise
+    t, events = feed(ep, t, 5, True, hangover)
+    assert events == []
+    t, events = feed(ep, t, 40, False, hangover)
+    assert [e for _, e in events] == [Event.END]
+    assert events[0][0] - last_voice == pytest.approx(0.6, abs=F / 2)
+    assert ep.last_decision is not None and ep.last_decision.silence_s == pytest.approx(0.6, abs=F / 2)
+
+
+def test_without_levels_every_voiced_frame_counts() -> None:
+    """A caller of the endpointer that gives no levels keeps the plain rule: the VAD's verdict decides."""
+    ep = Endpointer(EndpointerConfig(trailing_silence_s=0.6))
+    t, _ = feed(ep, 0.0, 40, True)
+    t, _ = feed(ep, t, 5, True)
+    last_voice = t - F
+    _, events = feed(ep, t, 40, False)
+    assert events[0][0] - last_voice == pytest.approx(0.6, abs=F / 2)
+
+
+def test_a_noisy_line_raises_the_floor_only_slowly() -> None:
+    """One loud unvoiced frame (a click) barely moves the noise level; a quieter one lowers it at once."""
+    ep = Endpointer()
+    ep.quiet(-60.0)
+    ep.quiet(-10.0)
+    assert ep.noise_db is not None and -60.0 < ep.noise_db < -55.0
+    ep.quiet(-70.0)
+    assert ep.noise_db == -70.0
 
 
 def test_utterance_capped_at_max_length() -> None:
