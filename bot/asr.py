@@ -9,9 +9,10 @@ Recognisers are kept between calls (:class:`VoskEngine`'s pool). A model with a 
 (``HCLr.fst`` + ``Gr.fst``, as the small Vosk models have) composes the two on the fly and caches the states
 it has visited inside each recogniser: a fresh one decodes its first utterances 3-5 times slower than one that
 has already heard some speech (0.5 against 0.1 core-seconds per second of audio with the Korean test model).
-A call's recogniser is reset when the call ends (no words, audio or partial result carry over) and handed to
-the next call; the pool keeps at most ``keep`` idle ones and retires each after ``reuse_max`` calls, which
-bounds the memory their caches hold.
+A call's recogniser is finalised when the call ends (no words or partial result carry over, and Vosk
+rebuilds its feature pipeline, the call's audio features and speaker adaptation, before the next audio) and
+handed to the next call; the pool keeps at most ``keep`` idle ones and retires each after ``reuse_max``
+calls, which bounds the memory their caches hold.
 """
 
 from __future__ import annotations
@@ -146,7 +147,10 @@ class VoskEngine:
         if rec.uses >= self.reuse_max:
             return
         try:
-            rec.kaldi.Reset()
+            # Finalised, Vosk drops the feature pipeline (the call's audio features and speaker adaptation)
+            # at the next audio: a short silence makes sure it is finalised whatever state the call left.
+            rec.kaldi.AcceptWaveform(b"\0" * (self.rate // 50 * 2))
+            rec.kaldi.FinalResult()
         except Exception:  # a recogniser that cannot be reset is not handed to anyone
             log.warning("a recogniser could not be reset; dropped")
             return

@@ -50,10 +50,10 @@ def test_the_next_call_gets_the_same_recogniser_and_nothing_of_the_last_call(lin
 
 
 class Kaldi:
-    """A stand-in recogniser: counts resets, can fail or block one decode."""
+    """A stand-in recogniser: counts final results, can fail or block one decode."""
 
     def __init__(self, fail: bool = False, gate: threading.Event | None = None) -> None:
-        self.fail, self.gate, self.resets = fail, gate, 0
+        self.fail, self.gate, self.finalised = fail, gate, 0
         self.entered = threading.Event()
 
     def AcceptWaveform(self, data: bytes) -> bool:
@@ -68,10 +68,8 @@ class Kaldi:
         return '{"partial": ""}'
 
     def FinalResult(self) -> str:
+        self.finalised += 1
         return '{"text": ""}'
-
-    def Reset(self) -> None:
-        self.resets += 1
 
 
 def pooled(keep: int, reuse_max: int) -> VoskEngine:
@@ -122,11 +120,11 @@ def test_closing_waits_for_a_decode_in_flight() -> None:
     closing = threading.Thread(target=stream.close)
     closing.start()
     time.sleep(0.05)
-    assert closing.is_alive() and kaldi.resets == 0 and engine.idle == 0
+    assert closing.is_alive() and kaldi.finalised == 0 and engine.idle == 0
     gate.set()
     decoding.join(5)
     closing.join(5)
-    assert kaldi.resets == 1 and engine.idle == 1
+    assert kaldi.finalised == 1 and engine.idle == 1
 
 
 def test_a_real_engine_keeps_at_most_keep_idle_recognisers() -> None:
