@@ -46,7 +46,15 @@ from rasa_sdk.types import DomainDict
 
 from actions.deps import UsesDeps
 from actions.faults import is_fault
-from actions.heard import INFO_INTENTS, TASK_INTENTS, asks_for_a_person, confidence_of, intent_of, yes_or_no
+from actions.heard import (
+    INFO_INTENTS,
+    TASK_INTENTS,
+    asks_for_a_person,
+    confidence_of,
+    intent_of,
+    ranking_of,
+    yes_or_no,
+)
 from actions.history import customer_history
 from actions.info import info_answer
 from actions.lines import say
@@ -76,6 +84,18 @@ _A_MOMENT = re.compile(
 _SAME_TASK = frozenset({"appointment", "reschedule"})
 """Tasks of one form: "can we do wednesday instead" while booking is about this booking, not a move of
 another one (and the other way round)."""
+
+
+def _task_confidence(tracker: Tracker, task: str | None) -> float:
+    """How sure the classifier is that the words ask for ``task``: its top intent's confidence, or for an
+    appointment the two appointment intents' together — "i want to book an appointment instead" may come
+    back as booking 0.86 and moving 0.14, which is doubt about the kind of appointment, not about wanting
+    one."""
+    confidence = confidence_of(tracker)
+    if task in _SAME_TASK:
+        family = sum(c for name, c in ranking_of(tracker) if TASK_INTENTS.get(name) in _SAME_TASK)
+        confidence = max(confidence, family)
+    return confidence
 
 
 class TaskForm(UsesDeps, FormValidationAction):
@@ -237,7 +257,7 @@ class TaskForm(UsesDeps, FormValidationAction):
         other = TASK_INTENTS.get(intent or "")
         if other is not None and (answered or other == TASK_INTENTS["report_problem"]) and not is_fault(said):
             other = None
-        confidence = confidence_of(tracker)
+        confidence = _task_confidence(tracker, other)
         if (
             other is not None
             and other != tracker.get_slot("active_task")

@@ -128,3 +128,27 @@ def test_another_order_number_at_the_read_back_is_read_back_whatever_the_classif
     for intent in ("report_problem", "book_appointment", "inform_digits"):
         result = form.validate_order_ref_ok(said, CollectingDispatcher(), _tracker(slots, said, intent), {})
         assert result.get("order_ref") == "100004" and "task_result" not in result, (intent, result)
+
+
+@pytest.mark.parametrize(
+    ("ranking", "switch"),
+    [
+        ([("book_appointment", 0.855), ("reschedule_appointment", 0.138)], True),  # one training run's split
+        ([("book_appointment", 0.6), ("ask_balance", 0.38)], False),  # unsure what the caller wants
+    ],
+)
+def test_a_change_of_mind_split_between_two_appointment_intents_still_switches(
+    ranking: list[tuple[str, float]], switch: bool
+) -> None:
+    """ "actually i want to book an appointment instead" during an order: one trained model gave booking 0.855
+    and moving 0.138. Doubt between two kinds of appointment is no doubt that the caller wants one."""
+    from actions.deps import Deps
+    from actions.orders import ValidateOrderForm
+
+    said = "actually i want to book an appointment instead"
+    slots = {"verified": True, "active_task": "place_order", "requested_slot": "product"}
+    tracker = _tracker(slots, said, ranking[0][0])
+    tracker.latest_message["intent"]["confidence"] = ranking[0][1]
+    tracker.latest_message["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
+    escaped = ValidateOrderForm(Deps(store=_Catalogue())).escape("product", tracker)
+    assert (escaped is not None and escaped.get("task_result") == "switch") is switch, escaped
