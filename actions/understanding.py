@@ -96,13 +96,23 @@ def pick_option(reply: str, options: list[str], domain: DomainDict) -> str | Non
     for word, index in _POSITION.items():
         if word in words and index < len(options):
             return options[index]
-    scores = []
-    for intent in options:
-        topic = _topic(domain, intent) or ""
-        scores.append(len(words & _content(topic)))
-    if len(scores) == 2 and scores[0] != scores[1]:
-        return options[0] if scores[0] > scores[1] else options[1]
-    return None
+    return named_topic(reply, options, domain)
+
+
+def named_topic(reply: str, intents: list[str], domain: DomainDict) -> str | None:
+    """The one request among ``intents`` whose topic words the reply shares most ("moving it please" ->
+    "moving an appointment"); ``None`` when none or several share as many."""
+    words = _content(reply)
+    scores = [(len(words & _content(_topic(domain, intent) or "")), intent) for intent in intents]
+    best = max((score for score, _ in scores), default=0)
+    named = [intent for score, intent in scores if score == best]
+    return named[0] if best > 0 and len(named) == 1 else None
+
+
+def topic_intents(domain: DomainDict) -> list[str]:
+    """The requests the clarifying question can name (those with an ``utter_topic_<intent>``)."""
+    responses = domain.get("responses") or {}
+    return [str(name)[len(TOPIC_PREFIX) :] for name in responses if str(name).startswith(TOPIC_PREFIX)]
 
 
 def start_task(intent: str, words: str) -> list[EventType]:
@@ -158,6 +168,8 @@ class ActionFallback(UsesDeps, Action):
             chosen = pick_option(text, options, domain)
             if chosen is None and ranking and ranking[0][0] in options:
                 chosen = ranking[0][0]  # the classifier leans to one of the two
+            if chosen is None:
+                chosen = named_topic(text, topic_intents(domain), domain)  # neither: "moving it, actually"
             if chosen is not None:
                 log.info("clarified conversation=%s intent=%s", tracker.sender_id, chosen)
                 return [

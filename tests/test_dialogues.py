@@ -24,7 +24,7 @@ from actions.backends.seed import main as seed
 from actions.faults import is_fault
 from actions.shared.numerals import digits_from_speech
 from actions.store import CustomerStore, SqlStore, open_store
-from actions.understanding import pick_option, thanks_only
+from actions.understanding import named_topic, pick_option, thanks_only, topic_intents
 from bot.tools.stack import RasaStack
 from tests.test_channel_and_actions import Call, customs, texts
 
@@ -361,6 +361,34 @@ TOPICS = {
 )
 def test_the_answer_to_the_clarifying_question(reply: str, options: list[str], chosen: str | None) -> None:
     assert pick_option(reply, options, TOPICS) == chosen  # type: ignore[arg-type]
+
+
+APPOINTMENTS = {
+    "responses": {
+        "utter_topic_book_appointment": [{"text": "booking an appointment"}],
+        "utter_topic_reschedule_appointment": [{"text": "moving an appointment"}],
+        "utter_topic_cancel_appointment": [{"text": "cancelling an appointment"}],
+        "utter_clarify": [{"text": "Sorry, is that about {first} or about {second}?"}],
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("reply", "chosen"),
+    [
+        ("moving it please", "reschedule_appointment"),  # asked "booking or cancelling?": neither, but named
+        ("the appointment", None),  # every appointment topic alike: ask again
+        ("banana", None),
+    ],
+)
+def test_an_answer_naming_a_third_request(reply: str, chosen: str | None) -> None:
+    """Asked "booking or cancelling?", a caller may name what they want instead; one model read "moving it
+    please" as nothing at all, so the words decide when neither option is named."""
+    intents = topic_intents(APPOINTMENTS)  # type: ignore[arg-type]
+    assert sorted(intents) == ["book_appointment", "cancel_appointment", "reschedule_appointment"]
+    options = ["book_appointment", "cancel_appointment"]
+    assert pick_option(reply, options, APPOINTMENTS) is None  # type: ignore[arg-type]
+    assert named_topic(reply, intents, APPOINTMENTS) == chosen  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
