@@ -150,7 +150,8 @@ class Listener:
         voiced = self._vad.is_speech(pcm, rate)
         level = frame_db(frame.pcm)
         if not voiced:
-            self._endpointer.quiet(level)
+            if not self._talking():
+                self._endpointer.quiet(level)
         elif self._reference is not None and not self._reference.above_echo(now, frame.pcm, level):
             voiced = False
             self.gated += 1

@@ -107,6 +107,9 @@ NOISE_MARGIN_DB = 6.0
 """A voiced frame this close to the line's noise level is the VAD's hangover, not the caller's voice."""
 NOISE_RISE = 0.02
 """How fast the line's noise level follows a louder unvoiced frame (a quieter one lowers it at once)."""
+NEAR_PEAK_DB = 20.0
+"""A voiced frame this close to the utterance's loudest is the caller's voice, whatever the noise estimate
+says (a quiet caller on a noisy line is never taken for silence)."""
 
 
 class Endpointer:
@@ -138,7 +141,8 @@ class Endpointer:
         self._peak_db: float | None = None
         """The loudest voiced frame of the open utterance, dBFS."""
         self.noise_db: float | None = None
-        """The line's level when the VAD hears no speech (an average of unvoiced frames), dBFS."""
+        """The line's level when the VAD hears no speech (it follows the quietest unvoiced frames and rises
+        only slowly), dBFS."""
 
     @property
     def speech_run_s(self) -> float:
@@ -172,8 +176,9 @@ class Endpointer:
         return self._check(now)
 
     def quiet(self, level_db: float) -> None:
-        """A frame the VAD heard no speech in, at this level (dBFS): it tracks the line's noise level. Not for
-        frames that only the echo gate silenced."""
+        """A frame the VAD heard no speech in, at this level (dBFS): it tracks the line's noise level. Only
+        while the bot is quiet: not for frames that only the echo gate silenced, nor for the fading echo of
+        the bot's voice."""
         if self.noise_db is None or level_db < self.noise_db:
             self.noise_db = level_db
         else:
@@ -187,6 +192,8 @@ class Endpointer:
             self._peak_db = level_db
         if level_db < self._peak_db - self.config.tail_db:
             return False
+        if level_db >= self._peak_db - NEAR_PEAK_DB:
+            return True
         return self.noise_db is None or level_db >= self.noise_db + NOISE_MARGIN_DB
 
     def hear(self, partial: str, covers: float) -> None:

@@ -81,6 +81,19 @@ def test_the_vads_hangover_after_the_voice_fades_is_not_speech(noise: float | No
     assert ep.last_decision is not None and ep.last_decision.silence_s == pytest.approx(0.6, abs=F / 2)
 
 
+def test_a_quiet_caller_on_a_noisy_line_is_never_taken_for_silence() -> None:
+    """The noise estimate can run high (a loud line): speech within 20 dB of the utterance's loudest frame
+    counts whatever it says, so a quiet caller is not cut off while still talking."""
+    ep = Endpointer(EndpointerConfig(trailing_silence_s=0.6, tail_db=35.0))
+    t, _ = feed(ep, 0.0, 50, False, -38.0)  # the line's noise, 2 dB under the caller's voice
+    t, _ = feed(ep, t, 10, True, -36.0)
+    t, events = feed(ep, t, 60, True, -37.0)  # 1.2 s more of quiet speech
+    assert events == [] and ep.in_utterance
+    last_voice = t - F
+    _, events = feed(ep, t, 40, False, -38.0)
+    assert events[0][0] - last_voice == pytest.approx(0.6, abs=F / 2)
+
+
 def test_without_levels_every_voiced_frame_counts() -> None:
     """A caller of the endpointer that gives no levels keeps the plain rule: the VAD's verdict decides."""
     ep = Endpointer(EndpointerConfig(trailing_silence_s=0.6))
