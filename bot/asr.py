@@ -175,7 +175,6 @@ class VoskStream:
         self, rec: _Recogniser, model_rate: int, give_back: Callable[[_Recogniser], None] | None = None
     ) -> None:
         self._held: _Recogniser | None = rec
-        self._rec = rec.kaldi
         self._give_back = give_back
         self._model_rate = model_rate
         self._to_model_rate = StreamResampler(model_rate)
@@ -184,9 +183,9 @@ class VoskStream:
         self._busy = threading.Lock()
 
     def _kaldi(self) -> Any:
-        if self._rec is None:
+        if self._held is None:
             raise AsrError("the recogniser of this call is closed")
-        return self._rec
+        return self._held.kaldi
 
     def accept(self, pcm: bytes, rate: int) -> AsrUpdate:
         """Feed audio; report a final utterance when Vosk's endpointer fires."""
@@ -221,6 +220,6 @@ class VoskStream:
         """The call is done: the recogniser goes back to the engine's pool (reset there), or is dropped after
         a failure. Closing twice is harmless."""
         with self._busy:
-            rec, self._held, self._rec = self._held, None, None
+            rec, self._held = self._held, None
         if rec is not None and self._give_back is not None and not self._failed:
             self._give_back(rec)
