@@ -46,6 +46,39 @@ _CLOSING = re.compile(
 )
 
 
+_TASK_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "reschedule_appointment",
+        re.compile(
+            r"\b(reschedul\w*|(move|change|shift|push back|bring forward) (my|the|our) (appointment|visit|"
+            r"booking))\b"
+        ),
+    ),
+    ("cancel_appointment", re.compile(r"\bcancel\w* (my|the|our) (appointment|visit|booking)\b")),
+    (
+        "book_appointment",
+        re.compile(
+            r"\b(book (me|us) in|book (an?|another) (appointment|visit|engineer|technician)|"
+            r"make an appointment|(schedule|arrange) an? (new )?(appointment|visit))\b"
+        ),
+    ),
+    ("ask_balance", re.compile(r"\b(my|account|the) balance\b|\bhow much do i owe\b")),
+    (
+        "ask_order_status",
+        re.compile(r"\b(where'?s|where is|status of|track) (my|the) (last )?(order|parcel|delivery)\b"),
+    ),
+)
+"""Words that name one request in so many words, whatever else the turn holds."""
+
+
+def named_task(text: str) -> str | None:
+    """The one request the words name outright ("book me in tomorrow morning", "reschedule", "my balance"),
+    as its intent; ``None`` when they name none, or more than one."""
+    low = text.lower().replace("\u2019", "'")
+    named = [intent for intent, cue in _TASK_CUES if cue.search(low)]
+    return named[0] if len(named) == 1 else None
+
+
 def intent_of(tracker: Tracker) -> str | None:
     """The intent of the caller's latest message."""
     return (tracker.latest_message.get("intent") or {}).get("name")

@@ -9,10 +9,12 @@ really a fault, a closing after "anything else?", and a caller who is not a cust
   about an order you've placed or about a fault?", each topic an ``utter_topic_<intent>`` response).
   Otherwise "say it another way"; the second miss in a row hands over.
 - ``action_out_of_scope``'s choice (:func:`out_of_scope`): a fault described in words the classifier took
-  for something unrelated ("the box on the wall is blinking orange") goes to the support line; anything
+  for something unrelated ("the box on the wall is blinking orange") goes to the support line, a request
+  named outright ("book me in tomorrow morning", :func:`actions.heard.named_task`) starts its task; anything
   else gets the short answer and what the bot can do.
 - ``action_more``: "yes" to "anything else?" gets the opening question, but thanks alone ("that's great
-  thanks") ends the call: the caller was being polite, not asking for more.
+  thanks") ends the call: the caller was being polite, not asking for more. Thanks alone the classifier was
+  unsure of, after "anything else?", ends it too.
 - ``action_prospect``: "i'm not a customer yet": what the bot does for new callers; a later request that
   needs an account goes to a person without "I couldn't find an account".
 
@@ -38,6 +40,7 @@ from actions.heard import (
     INFO_INTENTS,
     TASK_INTENTS,
     intent_of,
+    named_task,
     ranking_of,
     sounds_like_closing,
 )
@@ -180,8 +183,11 @@ class ActionFallback(UsesDeps, Action):
             log.info("fault described, to the support line conversation=%s", tracker.sender_id)
             return [SlotSet("clarify", None), *start_task("report_problem", text)]
         top_two = {name for name, _ in ranking[:2]}
-        if last_prompt(tracker) not in NOT_A_CLOSING_AFTER and (
-            top_two <= CLOSING_INTENTS or sounds_like_closing(text)
+        prompt = last_prompt(tracker)
+        if prompt not in NOT_A_CLOSING_AFTER and (
+            top_two <= CLOSING_INTENTS
+            or sounds_like_closing(text)
+            or (prompt == "utter_anything_else" and thanks_only(text))
         ):
             dispatcher.utter_message(response="utter_goodbye")
             return [SlotSet("clarify", None)]
@@ -223,6 +229,14 @@ def out_of_scope(tracker: Tracker) -> tuple[str | None, list[EventType]]:
     text = str(tracker.latest_message.get("text") or "")
     if is_fault(text):
         return None, start_task("report_problem", text)
+    task = named_task(text)
+    if task is not None:
+        log.info(
+            "request named outright, out of scope overruled conversation=%s intent=%s",
+            tracker.sender_id,
+            task,
+        )
+        return None, start_task(task, text)
     existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
     return ("utter_out_of_scope" if existing else "utter_out_of_scope_sales"), []
 
