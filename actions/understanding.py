@@ -3,11 +3,12 @@ really a fault, a closing after "anything else?", and a caller who is not a cust
 
 - ``action_fallback`` (a turn classed ``nlu_fallback``, or digits or a day nobody asked for), outside a
   form: the answer to the clarifying question picks one of its two requests; a description of something
-  not working goes to the support line; a closing ("no that's all thanks", unsure between deny and goodbye)
-  ends the call politely, unless the bot had just asked a yes-or-no question of its own (a person? which of
-  two?). Else, when two requests are likeliest, ONE question names both (``utter_clarify``: "Sorry, is that
-  about an order you've placed or about a fault?", each topic an ``utter_topic_<intent>`` response).
-  Otherwise "say it another way"; the second miss in a row hands over.
+  not working goes to the support line, a request named outright ("book me in") starts its task; a
+  closing ("no that's all thanks", unsure between deny and goodbye, or thanks alone after "anything
+  else?") ends the call politely, unless the bot had just asked a yes-or-no question of its own (a
+  person? which of two?). Else, when two requests are likeliest, ONE question names both
+  (``utter_clarify``: "Sorry, is that about an order you've placed or about a fault?", each topic an
+  ``utter_topic_<intent>`` response). Otherwise "say it another way"; the second miss in a row hands over.
 - ``action_out_of_scope``'s choice (:func:`out_of_scope`): a fault described in words the classifier took
   for something unrelated ("the box on the wall is blinking orange") goes to the support line, a request
   named outright ("book me in tomorrow morning", :func:`actions.heard.named_task`) starts its task; anything
@@ -182,6 +183,10 @@ class ActionFallback(UsesDeps, Action):
         if is_fault(text):
             log.info("fault described, to the support line conversation=%s", tracker.sender_id)
             return [SlotSet("clarify", None), *start_task("report_problem", text)]
+        task = named_task(text)
+        if task is not None:
+            log.info("request named outright conversation=%s intent=%s", tracker.sender_id, task)
+            return [SlotSet("clarify", None), *start_task(task, text)]
         top_two = {name for name, _ in ranking[:2]}
         prompt = last_prompt(tracker)
         if prompt not in NOT_A_CLOSING_AFTER and (

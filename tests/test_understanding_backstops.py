@@ -79,7 +79,8 @@ def test_a_request_named_outright_is_not_dismissed_as_out_of_scope() -> None:
 
 
 def _fallback(text: str, last_response: str) -> list[str]:
-    """What ``action_fallback`` says to ``text`` the classifier was unsure of (ask_faq 0.4, greet 0.3)."""
+    """What ``action_fallback`` says to ``text`` the classifier was unsure of (ask_faq 0.4, greet 0.3): the
+    responses, then the form it starts, if any."""
     from rasa_sdk.executor import CollectingDispatcher
 
     from actions.deps import Deps
@@ -87,8 +88,10 @@ def _fallback(text: str, last_response: str) -> list[str]:
 
     tracker = _tracker(text, "nlu_fallback", [("ask_faq", 0.4), ("greet", 0.3)], last_response)
     dispatcher = CollectingDispatcher()
-    asyncio.run(ActionFallback(Deps(store=None)).run(dispatcher, tracker, {"responses": {}}))  # type: ignore[arg-type]
-    return [str(m.get("response")) for m in dispatcher.messages]
+    events = asyncio.run(ActionFallback(Deps(store=None)).run(dispatcher, tracker, {"responses": {}}))  # type: ignore[arg-type]
+    return [str(m.get("response")) for m in dispatcher.messages] + [
+        str(e.get("name")) for e in events if e.get("event") == "followup"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -100,6 +103,8 @@ def _fallback(text: str, last_response: str) -> list[str]:
         ("thanks and what about my other order", "utter_anything_else", ["utter_rephrase"]),
         # thanks after a question that is not "anything else?" (here the greeting): not a closing
         ("great thanks", "utter_greet", ["utter_rephrase"]),
+        # unsure, but the request is named outright: its form starts, no question
+        ("er could you book me in", "utter_greet", ["booking_form"]),
     ],
 )
 def test_thanks_alone_after_anything_else_ends_the_call_even_when_the_classifier_is_unsure(
