@@ -52,6 +52,7 @@ from actions.heard import (
     asks_for_a_person,
     confidence_of,
     intent_of,
+    named_task,
     ranking_of,
     yes_or_no,
 )
@@ -258,6 +259,10 @@ class TaskForm(UsesDeps, FormValidationAction):
         if other is not None and (answered or other == TASK_INTENTS["report_problem"]) and not is_fault(said):
             other = None
         confidence = _task_confidence(tracker, other)
+        named = named_task(said)
+        if other is not None and named is not None:
+            # "i want to book an appointment instead" read as moving one: the words name the task outright
+            other = TASK_INTENTS[named]
         if (
             other is not None
             and other != tracker.get_slot("active_task")
@@ -265,7 +270,8 @@ class TaskForm(UsesDeps, FormValidationAction):
             and confidence >= SWITCH_CONFIDENCE
             and tracker.get_slot("verified")
         ):
-            return {slot: None, "task_result": "switch"}  # action_resume_task starts the other task
+            # action_resume_task starts the other task
+            return {slot: None, "task_result": "switch", "pending_task": other}
         return None
 
     def missed(

@@ -152,3 +152,31 @@ def test_a_change_of_mind_split_between_two_appointment_intents_still_switches(
     tracker.latest_message["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
     escaped = ValidateOrderForm(Deps(store=_Catalogue())).escape("product", tracker)
     assert (escaped is not None and escaped.get("task_result") == "switch") is switch, escaped
+
+
+@pytest.mark.parametrize(
+    ("said", "ranking", "task"),
+    [
+        # a model trained with another seed: moving 0.81, booking 0.17 — the words say booking
+        (
+            "actually i want to book an appointment instead",
+            [("reschedule_appointment", 0.81), ("book_appointment", 0.17)],
+            "appointment",
+        ),
+        # the words name no task outright: the classifier's task
+        ("actually can we sort out my appointment", [("reschedule_appointment", 0.9)], "reschedule"),
+    ],
+)
+def test_a_change_of_mind_goes_to_the_task_the_words_name(
+    said: str, ranking: list[tuple[str, float]], task: str
+) -> None:
+    from actions.deps import Deps
+    from actions.orders import ValidateOrderForm
+
+    slots = {"verified": True, "active_task": "place_order", "requested_slot": "product"}
+    tracker = _tracker(slots, said, ranking[0][0])
+    tracker.latest_message["intent"]["confidence"] = ranking[0][1]
+    tracker.latest_message["intent_ranking"] = [{"name": n, "confidence": c} for n, c in ranking]
+    escaped = ValidateOrderForm(Deps(store=_Catalogue())).escape("product", tracker)
+    assert escaped is not None and escaped.get("task_result") == "switch", escaped
+    assert escaped.get("pending_task") == task, escaped
