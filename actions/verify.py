@@ -260,8 +260,9 @@ class TaskForm(UsesDeps, FormValidationAction):
             other = None
         confidence = _task_confidence(tracker, other)
         named = named_task(said)
-        if other is not None and named is not None:
+        if other is not None and named is not None and not is_fault(said):
             # "i want to book an appointment instead" read as moving one: the words name the task outright
+            # (a fault described stays a fault: "the app won't show my balance" is for the support line)
             other = TASK_INTENTS[named]
         if (
             other is not None

@@ -165,6 +165,8 @@ def test_a_change_of_mind_split_between_two_appointment_intents_still_switches(
         ),
         # the words name no task outright: the classifier's task
         ("actually can we sort out my appointment", [("reschedule_appointment", 0.9)], "reschedule"),
+        # a fault described that also names a request: still the support line
+        ("hang on the app wont load my balance", [("report_problem", 0.9)], "support"),
     ],
 )
 def test_a_change_of_mind_goes_to_the_task_the_words_name(
