@@ -119,6 +119,12 @@ def topic_intents(domain: DomainDict) -> list[str]:
     return [str(name)[len(TOPIC_PREFIX) :] for name in responses if str(name).startswith(TOPIC_PREFIX)]
 
 
+def request_in_words(text: str) -> str | None:
+    """The request the caller's words make whatever the classifier said, as its intent: a fault described
+    (the support line), else a request named outright (:func:`actions.heard.named_task`)."""
+    return "report_problem" if is_fault(text) else named_task(text)
+
+
 def start_task(intent: str, words: str) -> list[EventType]:
     """Start the task for ``intent`` (its form verifies the caller first), with the words that asked for
     it, as if the classifier had been sure."""
@@ -180,13 +186,10 @@ class ActionFallback(UsesDeps, Action):
                     SlotSet("clarify", None),
                     *await self._follow(dispatcher, chosen, str(clarify["words"])),
                 ]
-        if is_fault(text):
-            log.info("fault described, to the support line conversation=%s", tracker.sender_id)
-            return [SlotSet("clarify", None), *start_task("report_problem", text)]
-        task = named_task(text)
-        if task is not None:
-            log.info("request named outright conversation=%s intent=%s", tracker.sender_id, task)
-            return [SlotSet("clarify", None), *start_task(task, text)]
+        asked = request_in_words(text)
+        if asked is not None:
+            log.info("request in the caller's words conversation=%s intent=%s", tracker.sender_id, asked)
+            return [SlotSet("clarify", None), *start_task(asked, text)]
         top_two = {name for name, _ in ranking[:2]}
         prompt = last_prompt(tracker)
         if prompt not in NOT_A_CLOSING_AFTER and (
@@ -232,16 +235,10 @@ def out_of_scope(tracker: Tracker) -> tuple[str | None, list[EventType]]:
     """What ``action_out_of_scope`` does: a fault said in unexpected words goes to the support line
     (no words, the form's events); anything else the short answer for this kind of caller."""
     text = str(tracker.latest_message.get("text") or "")
-    if is_fault(text):
-        return None, start_task("report_problem", text)
-    task = named_task(text)
-    if task is not None:
-        log.info(
-            "request named outright, out of scope overruled conversation=%s intent=%s",
-            tracker.sender_id,
-            task,
-        )
-        return None, start_task(task, text)
+    asked = request_in_words(text)
+    if asked is not None:
+        log.info("out of scope overruled by the words conversation=%s intent=%s", tracker.sender_id, asked)
+        return None, start_task(asked, text)
     existing = tracker.get_slot("caller_kind") == EXISTING or tracker.get_slot("verified")
     return ("utter_out_of_scope" if existing else "utter_out_of_scope_sales"), []
 
