@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from actions.shared.asrnoise import HOMOPHONES, noisy, noisy_all, number_words, plain
 from bot.tools.nlucheck.data import normalise
 from bot.tools.nlucheck.heldout import (
     Case,
@@ -24,7 +25,6 @@ from bot.tools.nlucheck.heldout import (
     read_heldout,
     score,
 )
-from bot.tools.nlucheck.noise import HOMOPHONES, noisy, noisy_all, number_words, plain
 from bot.tools.nlucheck.report import heldout_html
 from tests.conftest import MODEL
 

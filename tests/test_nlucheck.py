@@ -436,7 +436,7 @@ policies: []
 def test_real_cross_validation_writes_the_report(tmp_path: Path) -> None:
     """Rasa's real ``test nlu --cross-validation`` (2 folds, 3 intents x 10 examples) end to end.
 
-    A TensorFlow-free classifier keeps it to about 25 s; the project's DIET config needs two minutes a fold.
+    A TensorFlow-free classifier keeps it to about 25 s (the project's config: about 30 s a fold).
     """
     data = tmp_path / "nlu-data"
     (data / "nlu").mkdir(parents=True)

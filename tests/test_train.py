@@ -65,9 +65,26 @@ def test_fingerprint_follows_content_config_and_rasa_version(project: Path) -> N
 
     config = project / "bot" / "rasa" / "config.yml"
     text = config.read_text()
-    changed = re.sub(r"epochs: (\d+)", lambda m: f"epochs: {int(m.group(1)) + 1}", text, count=1)
+    changed = re.sub(r"noisy_copies: (\d+)", lambda m: f"noisy_copies: {int(m.group(1)) + 1}", text, count=1)
     assert changed != text
     config.write_text(changed)
+    assert train.fingerprint(inputs, version="3.6.21") != base
+    config.write_text(text)
+    assert train.fingerprint(inputs, version="3.6.21") == base
+
+
+def test_fingerprint_follows_the_classifiers_code(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's own pipeline code (the intent classifier, the noise it trains on) shapes the model."""
+    assert {p.name for p in train.COMPONENTS} == {"linear_intent.py", "asrnoise.py"}
+    assert all(p.is_file() for p in train.COMPONENTS)
+    code = tmp_path / "linear_intent.py"
+    code.write_text(train.COMPONENTS[0].read_text())
+    monkeypatch.setattr(train, "COMPONENTS", (code,))
+    inputs = train.RasaInputs(project)
+    base = train.fingerprint(inputs, version="3.6.21")
+    code.write_text(code.read_text().replace('"C": 1.0', '"C": 2.0'))
     assert train.fingerprint(inputs, version="3.6.21") != base
 
 

@@ -1,6 +1,6 @@
 """Card numbers, security codes, PINs and dates of birth found in a caller's words, and masked.
 
-The one detector and masker: the Rasa channel masks every caller turn before Rasa records it (tracker, DIET
+The one detector and masker: the Rasa channel masks every caller turn before Rasa records it (tracker, the
 entities, slots, and so the incident text and the handoff context), the gateway masks what it writes into
 its own transcript, and the handoff payload masks again what it carries. Pure functions (the caller may pass
 ``today``), words as the recogniser writes them ("four one one one ...", "oh" for zero) or digits as typed.

@@ -1,7 +1,9 @@
 """Train the Rasa model when, and only when, its inputs changed: ``python -m bot.tools.train [--force]``.
 
 Inputs: ``nlu-data/domain.yml``, every file under ``nlu-data/nlu/`` and ``nlu-data/stories/``,
-``bot/rasa/config.yml``, and the installed Rasa version. Their SHA-256 fingerprint is kept in
+``bot/rasa/config.yml``, the code of the project's own pipeline component (``bot/rasa/linear_intent.py``,
+the intent classifier, and ``actions/shared/asrnoise.py``, the noise it trains on), and the installed Rasa
+version. Their SHA-256 fingerprint is kept in
 ``models/fingerprint.json`` next to ``models/attendant.tar.gz``; when both are there and the fingerprint
 matches, this prints "model up to date" and exits at once, without importing Rasa.
 
@@ -31,6 +33,12 @@ from actions.shared.paths import REPO_ROOT
 from bot.tools import rasayaml
 
 MODEL_NAME = "attendant"
+COMPONENTS = (
+    REPO_ROOT / "bot" / "rasa" / "linear_intent.py",
+    REPO_ROOT / "actions" / "shared" / "asrnoise.py",
+)
+"""The project's code that shapes the model (its intent classifier and the recogniser noise that classifier
+trains on): a training input like the data."""
 FINGERPRINT_FILE = "fingerprint.json"
 
 
@@ -78,6 +86,7 @@ class RasaInputs:
                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                 )
         found.append(self.config)
+        found += COMPONENTS
         return found
 
     def rasa_args(self) -> list[str]:
@@ -145,6 +154,8 @@ def rasa_env() -> dict[str, str]:
     env["RASA_TELEMETRY_ENABLED"] = "false"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    # The pipeline names a component of this repository (bot.rasa.linear_intent), whatever Rasa's cwd.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     return env
 
 

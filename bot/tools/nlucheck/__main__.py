@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from actions.shared.asrnoise import DEFAULT_SEED as NOISE_SEED
 from actions.shared.paths import REPO_ROOT
 from bot.tools import nlucheck, train
 from bot.tools.nlucheck.checks import code_folders, validate
@@ -41,7 +42,6 @@ from bot.tools.nlucheck.heldout import (
     heldout_files,
     run_apart,
 )
-from bot.tools.nlucheck.noise import DEFAULT_SEED as NOISE_SEED
 from bot.tools.nlucheck.report import RunInfo, heldout_html, write_report
 
 

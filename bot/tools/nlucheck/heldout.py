@@ -14,8 +14,8 @@ cross-validation, so that Rasa and TensorFlow are never imported into it:
 
     python -m bot.tools.nlucheck.heldout MODEL HELDOUT_YML [HELDOUT_YML ...] OUT_JSON [--seed N]
 
-writes the scores (clean, and noisy from :mod:`.noise` with the seed) as JSON: ``clean`` and ``noisy`` over
-all the files, and ``files``, the same per file name.
+writes the scores (clean, and noisy from :mod:`actions.shared.asrnoise` with the seed) as JSON: ``clean``
+and ``noisy`` over all the files, and ``files``, the same per file name.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
+from actions.shared.asrnoise import DEFAULT_SEED, noisy
 from actions.shared.paths import REPO_ROOT
 from bot.tools import train
-from bot.tools.nlucheck.noise import DEFAULT_SEED, noisy
 
 HELDOUT_DIR = Path("test")
 """Where the held-out sets live, inside the editors' folder: every ``*.yml`` file there is one."""

@@ -3,8 +3,8 @@
     python -m bot.tools.nlucheck.seeded_rasa SEED test nlu --cross-validation ...
 
 Rasa's cross-validation shuffles the examples into folds with numpy's global generator, which its command
-line never seeds; seeded here, two runs on the same data split the same folds (the config seeds DIET
-itself). :func:`bot.tools.nlucheck.crossval.cross_validate` runs this as a process of its own, so neither
+line never seeds; seeded here, two runs on the same data split the same folds (the config seeds its
+classifier). :func:`bot.tools.nlucheck.crossval.cross_validate` runs this as a process of its own, so neither
 Rasa nor TensorFlow is ever imported into the checker.
 """
 
